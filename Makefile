@@ -1,0 +1,53 @@
+# fastmer: the two commands of the README, and a few helpers.
+#
+#   make demo    create .venv, install everything, build the extension, run `fastmer demo`
+#   make test    same setup, then the test suite
+#   make bench   same setup, then the benchmarks (bench/RESULTS.md records the figures)
+#
+# Variables: PYTHON (interpreter for the venv), TORCH (the torch requirement; on Linux
+# PyPI's torch has CUDA, or use TORCH_INDEX=https://download.pytorch.org/whl/cpu for a
+# CPU-only build), FASTMER_CUDA=auto|on|off and TORCH_CUDA_ARCH_LIST for the extension.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+DEMO_OUT ?= demo_out
+
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+INDEX_FLAG := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt pyproject.toml
+
+.PHONY: demo test bench install clean
+
+demo: $(VENV)/.installed
+	$(BIN)/fastmer demo --out $(DEMO_OUT) --overwrite
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m pytest bench -o python_files='bench_*.py' --benchmark-only \
+		--benchmark-columns=min,median,iqr,rounds --benchmark-sort=name
+
+install: $(VENV)/.installed
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first (the extension compiles against it), then the build tools, because the
+# extension is built without build isolation.
+$(VENV)/.build-deps: $(BIN)/python
+	$(PIP) install --upgrade pip
+	$(PIP) install $(INDEX_FLAG) "$(TORCH)"
+	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12" ninja
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.build-deps $(NATIVE_SOURCES)
+	$(PIP) install --no-build-isolation -e ".[test]"
+	$(BIN)/python -c "import fastmer.ops._native as n; r = n.unavailable_reason(); assert r is None, r"
+	touch $@
+
+clean:
+	rm -rf build $(DEMO_OUT) .pytest_cache .benchmarks

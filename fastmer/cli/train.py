@@ -1,0 +1,53 @@
+"""fastmer train"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from fastmer.cli import CONTEXT
+from fastmer.datasets.labels import LABEL_PROTOCOLS
+from fastmer.models import MODELS
+from fastmer.train.protocols import PROTOCOLS
+
+
+@click.command("train", context_settings=CONTEXT)
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", "-m", type=click.Choice(sorted(MODELS)), default="ststnet", help="Network.")
+@click.option("--protocol", "-p", type=click.Choice(PROTOCOLS), default="loso", help="Evaluation protocol.")
+@click.option("--labels", type=click.Choice(sorted(LABEL_PROTOCOLS)), default="megc2019-3class",
+              help="Label protocol: which emotions form which classes.")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Run directory to create.")
+@click.option("--recipe", type=click.Choice(["default", "published"]), default="default",
+              help="Training recipe: fastmer's default or the authors' published one.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Override the recipe's epochs.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Override the learning rate.")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Override the batch size.")
+@click.option("--seed", type=int, default=0, help="Base random seed.")
+@click.option("--overwrite", is_flag=True, help="Allow a non-empty --out.")
+def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, seed, overwrite):
+    """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
+
+    Every fold trains for a fixed number of epochs: nothing is ever chosen on a test
+    subject. UF1 and UAR are pooled over folds as MEGC defines them. Writes
+    report.json, folds.json, predictions.parquet and model.safetensors + model.json.
+    """
+    from dataclasses import replace  # noqa: PLC0415
+
+    from fastmer.train.run import train  # noqa: PLC0415
+
+    entry = MODELS[model]
+    chosen = entry.published if recipe == "published" else entry.recipe
+    if chosen is None:
+        raise click.BadParameter(f"{model} has no published recipe", param_hint="--recipe")
+    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items() if v is not None}
+    try:
+        report = train(store, out, model=model, protocol=protocol, labels=labels, recipe=replace(chosen, **overrides),
+                       seed=seed, overwrite=overwrite, log=lambda line: click.echo(line, err=True))
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    pooled = report["metrics"]["pooled"]
+    click.echo(json.dumps({"uf1": pooled["uf1"], "uar": pooled["uar"], "accuracy": pooled["accuracy"],
+                           "n_clips": report["n_clips"], "n_folds": report["n_folds"], "report": f"{out}/report.json"},
+                          indent=2))

@@ -1,0 +1,66 @@
+"""User-facing configuration with its defaults, in one light module (no torch/OpenCV import).
+
+The CLI reads its option defaults from here, so ``fastmer <command> --help`` stays instant
+and a default is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Optical-flow backends usable by `fastmer extract` (see fastmer.motion.flow).
+FLOW_BACKENDS = ("opencv",)
+# Stored precision of feature tensors.
+STORE_DTYPES = ("float32", "float16")
+# Channels of the stored onset->apex flow representation.
+FLOW_CHANNELS = ("u", "v", "magnitude", "strain")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Parameters of an extraction; all but ``workers``/``batch_size``/``shard_size`` shape the features.
+
+    Attributes:
+        size: side of the square face crop the flow is computed on, in pixels.
+        dtype: stored precision of the tensors (``float32`` or ``float16``).
+        face_scale: crop side as a multiple of the detector's box side.
+        flow_backend: one of :data:`fastmer.motion.flow.FLOW_BACKENDS`.
+        workers: clips processed in parallel (default: CPU count).
+        batch_size: clips per native-op batch (magnitude, strain).
+        shard_size: clips per Parquet shard.
+    """
+
+    size: int = 128
+    dtype: str = "float32"
+    face_scale: float = 1.25
+    flow_backend: str = "opencv"
+    workers: int | None = None
+    batch_size: int = 64
+    shard_size: int = 256
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.size <= 1024:
+            raise ValueError(f"size must be in [16, 1024], got {self.size}")
+        if self.dtype not in STORE_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(STORE_DTYPES)}, got {self.dtype!r}")
+        if not 0.5 <= self.face_scale <= 3:
+            raise ValueError(f"face_scale must be in [0.5, 3], got {self.face_scale}")
+        if self.flow_backend not in FLOW_BACKENDS:
+            raise ValueError(f"flow_backend must be one of {', '.join(FLOW_BACKENDS)}, got {self.flow_backend!r}")
+        for name in ("batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def feature_params(self) -> dict[str, Any]:
+        """What determines the stored features (hashed into every row)."""
+        params = asdict(self)
+        for runtime_only in ("workers", "batch_size", "shard_size"):
+            params.pop(runtime_only)
+        params.update(face_detector="opencv-haar:haarcascade_frontalface_default", face_box="onset-frame",
+                      flow="onset->apex", representations={"flow_onset_apex": list(FLOW_CHANNELS)})
+        return params
+
+

@@ -1,0 +1,38 @@
+"""Reading image-sequence clips (CASME II, SAMM, SMIC store one image per frame)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from fastmer.errors import ClipError
+
+
+def read_gray(path: str) -> np.ndarray:
+    """One frame as an ``(H, W)`` uint8 grayscale array.
+
+    Raises:
+        ClipError: stage ``decode`` naming the file when it is missing or undecodable.
+    """
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ClipError("decode", f"cannot read image {path} (missing, empty or not an image)")
+    return image
+
+
+def read_sequence(paths: Sequence[str]) -> np.ndarray:
+    """Frames ``paths`` as a ``(T, H, W)`` uint8 array; all frames must share one size."""
+    if not paths:
+        raise ClipError("decode", "no frames to read")
+    first = read_gray(paths[0])
+    frames = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    frames[0] = first
+    for i, path in enumerate(paths[1:], start=1):
+        image = read_gray(path)
+        if image.shape != first.shape:
+            raise ClipError("decode", f"frame {path} is {image.shape[1]}x{image.shape[0]}, expected "
+                            f"{first.shape[1]}x{first.shape[0]} like {paths[0]}")
+        frames[i] = image
+    return frames

@@ -1,0 +1,204 @@
+"""ONNX export (torch.onnx, dynamo exporter) and ONNX Runtime inference."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METADATA_KEY = "fastmer"
+DEFAULT_OPSET = 18
+
+
+@contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence torch.onnx's informational logging and deprecation chatter during export.
+
+    torch re-initialises its loggers inside export, so this goes through
+    ``torch._logging.set_logs`` (left alone when the user set ``TORCH_LOGS``).
+    """
+    import torch._logging  # noqa: PLC0415
+
+    managed = "TORCH_LOGS" not in os.environ
+    if managed:
+        torch._logging.set_logs(onnx=logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        if managed:
+            torch._logging.set_logs()
+
+
+def load_run_model(run: str | Path):
+    """The final model of a ``fastmer train`` run directory."""
+    from fastmer.models.model import MERModel  # noqa: PLC0415
+
+    run = Path(run)
+    weights, config = run / "model.safetensors", run / "model.json"
+    for path in (weights, config):
+        if not path.is_file():
+            raise FileNotFoundError(f"{run} is not a fastmer run directory: {path.name} is missing")
+    return MERModel.load(weights, config)
+
+
+def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+    """Export a run's final model to ONNX with a dynamic batch axis.
+
+    Args:
+        run: ``fastmer train`` output directory.
+        out: ``.onnx`` file to write (atomically).
+        opset: ONNX opset.
+
+    Returns:
+        The metadata embedded in the file, plus ``max_abs_diff`` between ONNX Runtime and
+        PyTorch on a probe batch (the export is rejected above 1e-4).
+    """
+    import onnx  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
+
+    model = load_run_model(run).eval()
+    stored_shape = tuple(model.config["stored"]["shape"])
+    probe = torch.randn(3, *stored_shape, generator=torch.Generator().manual_seed(0))
+    batch = torch.export.Dim("batch", min=1)
+    with quiet_exporter():
+        program = torch.onnx.export(
+            model, (probe,), dynamo=True, opset_version=opset, input_names=["features"], output_names=["logits"],
+            dynamic_shapes=({0: batch},), verbose=False,
+        )
+    proto = program.model_proto
+    metadata = {**model.config, "input_name": "features", "output_name": "logits"}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    onnx.checker.check_model(proto)
+
+    with torch.no_grad():
+        expected = model(probe).numpy()
+    session = OnnxEngine.from_proto(proto)
+    diff = float(np.abs(session.run(probe.numpy()) - expected).max())
+    if diff > 1e-4:
+        raise RuntimeError(f"ONNX export of {run} disagrees with PyTorch by {diff:.3g} (> 1e-4)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, proto.SerializeToString())
+    return {**metadata, "max_abs_diff": diff, "opset": opset}
+
+
+class OnnxEngine:
+    """An exported fastmer model in ONNX Runtime.
+
+    Args:
+        path: ``.onnx`` file written by :func:`export_onnx`.
+        providers: ONNX Runtime execution providers (default: CUDA when available, then CPU).
+    """
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, *, _model: bytes | None = None) -> None:
+        import onnxruntime as ort  # noqa: PLC0415
+
+        self.path = Path(path)
+        if _model is None and not self.path.is_file():
+            raise FileNotFoundError(f"engine {self.path} does not exist")
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(_model if _model is not None else str(self.path), options,
+                                                providers=providers)
+        except Exception as exc:  # noqa: BLE001  (ORT raises its own hierarchy)
+            raise ValueError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ValueError(f"{self.path} has no fastmer metadata; export it with `fastmer export`")
+        self.config: dict[str, Any] = json.loads(meta[METADATA_KEY])
+        self.classes = tuple(self.config["classes"])
+        self.providers = self.session.get_providers()
+
+    @classmethod
+    def from_proto(cls, proto: Any) -> OnnxEngine:
+        """An engine from an in-memory ``onnx.ModelProto`` (used to check an export before writing it)."""
+        return cls("<in-memory>", _model=proto.SerializeToString())
+
+    @property
+    def representation(self) -> str:
+        return self.config["input"]["representation"]
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """Logits ``(N, classes)`` for stored features ``(N, C, H, W)`` (float32)."""
+        expected = tuple(self.config["stored"]["shape"])
+        if features.ndim != 4 or tuple(features.shape[1:]) != expected:
+            raise ValueError(f"engine {self.path.name} expects features of shape [N, {', '.join(map(str, expected))}], "
+                             f"got {list(features.shape)}")
+        return self.session.run(["logits"], {"features": np.ascontiguousarray(features, dtype=np.float32)})[0]
+
+
+@dataclass
+class InferSummary:
+    n_clips: int
+    seconds: float
+    providers: list[str]
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.n_clips / self.seconds if self.seconds > 0 else 0.0
+
+
+def infer_store(engine_path: str | Path, store_path: str | Path, out: str | Path, *, batch_size: int = 256) -> InferSummary:
+    """Score every clip of a feature store; write predictions as Parquet (atomically).
+
+    The output has one row per clip: uid, dataset, subject, clip_id, the annotated labels,
+    the predicted class, and the class probabilities and logits.
+    """
+    import pyarrow as pa  # noqa: PLC0415
+
+    from fastmer.store import open as open_store  # noqa: PLC0415
+    from fastmer.store.writer import atomic_write_table  # noqa: PLC0415
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    engine = OnnxEngine(engine_path)
+    store = open_store(store_path)
+    name = engine.representation
+    if name not in store.representations:
+        raise ValueError(f"engine needs representation {name!r}, but store {store_path} has only "
+                         f"{', '.join(store.representations)}")
+    if list(store.representations[name]["channels"]) != list(engine.config["stored"]["channels"]):
+        raise ValueError(f"store {store_path} stores {name} channels {store.representations[name]['channels']}, "
+                         f"the engine was trained on {engine.config['stored']['channels']}")
+    features = store.numpy(name)
+    start = time.perf_counter()
+    logits = np.concatenate(
+        [engine.run(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
+    ) if len(features) else np.empty((0, len(engine.classes)), np.float32)
+    seconds = time.perf_counter() - start
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    table = pa.table({
+        "uid": store.column("uid"),
+        "dataset": store.column("dataset"),
+        "subject": store.column("subject"),
+        "clip_id": store.column("clip_id"),
+        "labels": store.column("labels"),
+        "predicted": [engine.classes[i] for i in logits.argmax(axis=1)],
+        "probabilities": probs.astype(np.float32).tolist(),
+        "logits": logits.astype(np.float32).tolist(),
+    })
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = table.replace_schema_metadata({"fastmer_classes": json.dumps(list(engine.classes))})
+    atomic_write_table(table, out)
+    return InferSummary(len(features), seconds, list(engine.providers))

@@ -1,0 +1,1 @@
+"""Motion fields between frames: optical flow, its file formats (:mod:`fastmer.motion.flo`) and derived features."""

@@ -1,0 +1,19 @@
+"""The feature store: a directory of Parquet shards, one row per clip.
+
+Layout::
+
+    STORE/store.json               format version, fastmer version, extraction parameters
+                                   and their hash, the representations (shape, dtype, channels)
+    STORE/clips/part-00000.parquet metadata columns + one fixed-shape tensor column per
+                                   representation (Arrow's canonical arrow.fixed_shape_tensor)
+    STORE/errors/part-00000.parquet one row per clip that failed, with stage and reason
+
+Shards are written atomically (temporary name, fsync, rename), so a crash never leaves a
+partial shard. The files are plain Parquet: pyarrow, pandas, DuckDB or Ray Data read them
+without fastmer; :func:`open` returns zero-copy torch tensors.
+"""
+
+from fastmer.store.reader import FeatureStore, open
+from fastmer.store.writer import StoreWriter
+
+__all__ = ["FeatureStore", "StoreWriter", "open"]

@@ -1,0 +1,62 @@
+"""Column layout of the store (one place for names shared by writer, reader and engines)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+FORMAT = "fastmer-store"
+FORMAT_VERSION = 1
+META_FILE = "store.json"
+CLIPS_DIR = "clips"
+ERRORS_DIR = "errors"
+
+CLIP_COLUMNS = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("dataset", pa.string()),
+        ("subject", pa.string()),
+        ("clip_id", pa.string()),
+        ("view", pa.string()),
+        ("onset", pa.int32()),
+        ("apex", pa.int32()),
+        ("offset", pa.int32()),
+        ("apex_source", pa.string()),
+        ("labels", pa.list_(pa.string())),
+        ("action_units", pa.string()),
+        ("face_box", pa.list_(pa.int32(), 4)),
+        ("source", pa.string()),
+        ("fastmer_version", pa.string()),
+        ("params_hash", pa.string()),
+    ]
+)
+
+ERROR_COLUMNS = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("dataset", pa.string()),
+        ("subject", pa.string()),
+        ("clip_id", pa.string()),
+        ("source", pa.string()),
+        ("stage", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """Stable short hash of extraction parameters (sorted-key JSON, sha256)."""
+    blob = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def tensor_field(name: str, shape: tuple[int, ...], dtype: str, channels: tuple[str, ...]) -> pa.Field:
+    """A fixed-shape tensor column; its channel names travel in the field metadata."""
+    return pa.field(
+        name, pa.fixed_shape_tensor(DTYPES[dtype], list(shape)), metadata={"channels": json.dumps(list(channels))}
+    )

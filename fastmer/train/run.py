@@ -1,0 +1,192 @@
+"""``fastmer train``: a protocol run over a feature store, with an auditable report.
+
+Writes into the run directory:
+
+* ``report.json``: pooled MEGC scores (UF1, UAR, accuracy), per-class scores, the
+  confusion matrix, a per-fold table, the label protocol, excluded clips, the recipe,
+  seeds and timings.
+* ``folds.json``: the exact clip uids of every fold's training and test sets.
+* ``predictions.parquet``: one row per clip with its fold, true and predicted class and
+  class probabilities, as predicted by the model that did not see its subject.
+* ``model.safetensors`` + ``model.json``: a final model trained on all clips with the same
+  recipe (what ``fastmer export`` ships); evaluation never uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from fastmer import __version__
+from fastmer.datasets.labels import LabelProtocol, get_protocol
+from fastmer.models import ModelEntry, TrainRecipe, get_entry
+from fastmer.models.model import MERModel
+from fastmer.store import FeatureStore
+from fastmer.store import open as open_store
+from fastmer.store.writer import atomic_write_bytes, atomic_write_table
+from fastmer.train.metrics import confusion_matrix, scores
+from fastmer.train.protocols import make_folds
+from fastmer.train.trainer import fit, predict, torch_threads
+
+FINAL_MODEL_SEED_OFFSET = 999
+
+
+@dataclass
+class _Data:
+    """The clips a run uses: network inputs prepared once, labels, and bookkeeping."""
+
+    x: torch.Tensor  # (N, C, h, w) network inputs
+    y: torch.Tensor  # (N,) class indices
+    uids: list[str]
+    subjects: list[str]
+    excluded: list[dict[str, Any]]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protocol: LabelProtocol) -> _Data:
+    """Map labels (listing the clips the protocol excludes) and prepare network inputs."""
+    uids, subjects = store.column("uid"), store.column("subject")
+    keep, targets, excluded = [], [], []
+    for i, clip_labels in enumerate(store.column("labels")):
+        index = protocol.index(clip_labels[0]) if len(clip_labels) == 1 else None
+        if index is None:
+            excluded.append({"uid": uids[i], "labels": clip_labels})
+        else:
+            keep.append(i)
+            targets.append(index)
+    if not keep:
+        raise ValueError(f"no clip of {store.path} has a label in protocol {protocol.name}")
+    # The adapter has no parameters: prepare every clip's network input once.
+    with torch.no_grad():
+        x = template.adapter(store.tensor(entry.input.representation).index_select(0, torch.as_tensor(keep)))
+    return _Data(x, torch.as_tensor(targets), [uids[i] for i in keep], [subjects[i] for i in keep], excluded)
+
+
+def train(
+    store_path: str | Path,
+    out: str | Path,
+    *,
+    model: str = "ststnet",
+    protocol: str = "loso",
+    labels: str = "megc2019-3class",
+    recipe: TrainRecipe | None = None,
+    seed: int = 0,
+    threads: int | None = 1,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on the store under ``protocol`` and train the final model.
+
+    Args:
+        store_path: feature store written by ``fastmer extract``.
+        out: run directory (created; must be empty unless ``overwrite``).
+        model: name in :data:`fastmer.models.MODELS`.
+        protocol: ``"loso"``.
+        labels: label protocol name (:data:`fastmer.datasets.labels.LABEL_PROTOCOLS`).
+        recipe: training hyper-parameters (default: the model's recipe).
+        seed: base seed; fold ``k`` uses ``seed * 1000 + k``, the final model ``seed * 1000 + 999``.
+        threads: torch intra-op threads while training. The networks are small: on a CPU one
+            thread per model is fastest (more threads only contend), hence the default 1.
+        overwrite: allow a non-empty ``out``.
+        log: callable receiving progress lines.
+
+    Returns:
+        The report (also written to ``out/report.json``).
+    """
+    log = log or (lambda line: None)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"run directory {out} is not empty (use --overwrite)")
+    entry = get_entry(model)
+    recipe = recipe or entry.recipe
+    label_protocol = get_protocol(labels)
+    store = open_store(store_path)
+    if entry.input.representation not in store.representations:
+        raise ValueError(f"model {model} needs {entry.input.representation!r}, not in store {store_path}")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    spec = store.representations[entry.input.representation]
+    template = MERModel.create(model, label_protocol.classes, tuple(spec["channels"]), tuple(spec["shape"]))
+    data = _prepare(store, template, entry, label_protocol)
+    folds = make_folds(protocol, data.subjects)
+    num_classes = len(label_protocol.classes)
+
+    with torch_threads(threads):
+        logits = torch.zeros(len(data.y), num_classes)
+        fold_of = [""] * len(data.y)
+        fold_rows, fold_lists = [], []
+        for k, fold in enumerate(folds):
+            torch.manual_seed(seed * 1000 + k)
+            net = MERModel(template.config).net
+            fit(net, data.x[fold.train], data.y[fold.train], recipe, seed=seed * 1000 + k)
+            logits[fold.test] = predict(net, data.x[fold.test])
+            correct = int((logits[fold.test].argmax(1) == data.y[fold.test]).sum())
+            for i in fold.test:
+                fold_of[i] = fold.name
+            fold_rows.append({"fold": fold.name, "n_train": len(fold.train), "n_test": len(fold.test),
+                              "correct": correct, "accuracy": correct / len(fold.test)})
+            fold_lists.append({"fold": fold.name, "train": [data.uids[i] for i in fold.train],
+                               "test": [data.uids[i] for i in fold.test]})
+            log(f"fold {k + 1}/{len(folds)} {fold.name}: {correct}/{len(fold.test)} correct")
+        eval_seconds = time.perf_counter() - start
+
+        # The shipped model: every clip, same recipe; never evaluated here.
+        final_seed = seed * 1000 + FINAL_MODEL_SEED_OFFSET
+        torch.manual_seed(final_seed)
+        final = MERModel(template.config)
+        fit(final.net, data.x, data.y, recipe, seed=final_seed)
+    final.eval().save(
+        out / "model.safetensors", out / "model.json",
+        extra={"fastmer_version": __version__, "labels": labels, "recipe": asdict(recipe),
+               "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"],
+                              "n_clips": len(data.y)}},
+    )
+
+    predicted = logits.argmax(1)
+    pooled = scores(confusion_matrix(data.y.tolist(), predicted.tolist(), num_classes), label_protocol.classes)
+    import pyarrow as pa  # noqa: PLC0415
+
+    atomic_write_table(
+        pa.table({
+            "uid": data.uids,
+            "subject": data.subjects,
+            "fold": fold_of,
+            "true": [label_protocol.classes[i] for i in data.y.tolist()],
+            "predicted": [label_protocol.classes[i] for i in predicted.tolist()],
+            "probabilities": torch.softmax(logits, dim=1).numpy().astype(np.float32).tolist(),
+        }),
+        out / "predictions.parquet",
+    )
+    _write_json(out / "folds.json", fold_lists)
+    report = {
+        "fastmer_version": __version__,
+        "store": str(store_path),
+        "store_params_hash": store.meta["params_hash"],
+        "model": model,
+        "model_reference": entry.reference,
+        "protocol": protocol,
+        "labels": labels,
+        "classes": list(label_protocol.classes),
+        "n_clips": len(data.y),
+        "n_subjects": len(set(data.subjects)),
+        "n_folds": len(folds),
+        "excluded_clips": data.excluded,
+        "recipe": asdict(recipe),
+        "seed": seed,
+        "threads": threads,
+        "model_selection": "none: fixed epochs, test subjects never used for any choice",
+        "metrics": {"pooled": pooled},
+        "folds": fold_rows,
+        "seconds": {"evaluation": eval_seconds, "total": time.perf_counter() - start},
+    }
+    _write_json(out / "report.json", report)
+    return report

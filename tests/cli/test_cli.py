@@ -1,0 +1,116 @@
+"""Every command through click's CliRunner, plus the no-torch-at-help guarantee."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from fastmer.cli import COMMANDS, main
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_of_every_command(runner, name):
+    for flag in ("-h", "--help"):
+        result = runner.invoke(main, [name, flag])
+        assert result.exit_code == 0, result.output
+        assert f"Usage: main {name}" in result.output or f"Usage: fastmer {name}" in result.output
+
+
+def test_top_level_help_and_version(runner):
+    result = runner.invoke(main, ["-h"])
+    assert result.exit_code == 0 and all(name in result.output for name in COMMANDS)
+    assert runner.invoke(main, ["--version"]).output.strip().endswith("0.1.0")
+
+
+@pytest.mark.parametrize("args", [["--help"], *[[name, "--help"] for name in sorted(COMMANDS)]])
+def test_help_never_imports_torch(args):
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom fastmer.cli import main\n"
+        f"r = CliRunner().invoke(main, {args!r})\n"
+        "assert r.exit_code == 0, r.output\n"
+        "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_info_json(runner):
+    result = runner.invoke(main, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["extension"]["loaded"] is True
+    assert all(paths["cpu"] == "native" for paths in info["ops"].values())
+    comps = info["components"]
+    assert comps["onnxruntime"]["available"] and "CPUExecutionProvider" in comps["onnxruntime"]["providers"]
+    for name in ("tensorrt", "dali", "ray", "pyav"):
+        assert comps[name]["available"] or comps[name]["reason"]
+    assert "native extension fastmer._C: loaded" in runner.invoke(main, ["info"]).output
+
+
+def test_synth_extract_train_export_infer(runner, tmp_path):
+    corpus, store, run = tmp_path / "corpus", tmp_path / "store", tmp_path / "run"
+    result = runner.invoke(main, ["synth", "-o", str(corpus), "--subjects", "2", "--clips-per-subject", "3",
+                                  "--min-frames", "10", "--max-frames", "12", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 6 clips of 2 subjects" in result.output
+    result = runner.invoke(main, ["extract", str(corpus), "-o", str(store), "--size", "64", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "6 of 6 clips extracted" in result.output
+    result = runner.invoke(main, ["train", str(store), "-o", str(run), "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_folds"] == 2
+    result = runner.invoke(main, ["export", str(run), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0 and "max |onnxruntime - torch|" in result.output, result.output
+    result = runner.invoke(main, ["infer", str(store), "-e", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "p.parquet").num_rows == 6
+    # Re-running into existing outputs is refused, naming the flag that allows it.
+    again = runner.invoke(main, ["extract", str(corpus), "-o", str(store), "--no-progress"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_extract_exits_3_when_clips_fail(runner, tiny_corpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    victim = sorted((corpus / "sub02").iterdir())[0]
+    for frame in victim.iterdir():
+        frame.write_bytes(b"")
+    result = runner.invoke(main, ["extract", str(corpus), "-o", str(tmp_path / "s"), "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "8 of 9 clips extracted" in result.stdout and "1 failed" in result.stdout
+    assert f"casme2/sub02/{victim.name} [decode] cannot read image" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["extract", "/no/such/dir", "-o", "x"], 2, "'/no/such/dir' does not exist"),
+        (["extract", ".", "-o", "x", "--size", "4"], 2, "--size"),
+        (["extract", ".", "-o", "x", "--dataset", "smic9"], 2, "--dataset"),
+        (["train", ".", "-o", "x"], 1, "is not a fastmer feature store"),
+        (["train", ".", "-o", "x", "--model", "vgg"], 2, "--model"),
+        (["export", ".", "-o", "m.onnx"], 1, "not a fastmer run directory"),
+        (["synth", "-o", "x", "--min-frames", "3"], 2, "min_frames"),
+        (["demo"], 2, "--out"),
+    ],
+)
+def test_bad_arguments_name_the_problem(runner, tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+
+
+def test_infer_rejects_non_onnx_engine(runner, tiny_store, tmp_path):
+    engine = tmp_path / "model.plan"
+    engine.write_bytes(b"x")
+    result = runner.invoke(main, ["infer", str(tiny_store), "-e", str(engine), "-o", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 2 and "only ONNX engines" in result.output

@@ -1,0 +1,66 @@
+"""Shared fixtures: devices to test on and the read-only real data in ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def devices() -> list[str]:
+    """CPU always; CUDA when a GPU is visible (CUDA tests run on the lent GPU machine)."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=devices())
+def device(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the checkout (present in CI, absent on a user's machine)."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"real test data not found: {SHARED}/data is absent (it ships beside the repo in CI only)")
+    return SHARED
+
+
+# --- a tiny corpus, its store and a trained run, shared by the pipeline tests -------------
+TINY = {"subjects": 3, "clips_per_subject": 3, "seed": 7, "min_frames": 12, "max_frames": 16}
+TINY_EPOCHS = 15
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """3 subjects x 3 clips (one per class) of 12-16 frames, CASME II layout."""
+    from fastmer.datasets.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("tiny") / "corpus"
+    generate(root, SynthConfig(**TINY))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_corpus, tmp_path_factory) -> Path:
+    from fastmer.datasets import load
+    from fastmer.extract import extract
+
+    store = tmp_path_factory.mktemp("tiny_store") / "store"
+    summary = extract(load("casme2", tiny_corpus), store)
+    assert summary.n_failed == 0, summary.failures
+    return store
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_store, tmp_path_factory) -> Path:
+    from fastmer.models import MODELS
+    from fastmer.train.run import train
+    from dataclasses import replace
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(tiny_store, run, recipe=replace(MODELS["ststnet"].recipe, epochs=TINY_EPOCHS))
+    return run

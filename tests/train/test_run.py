@@ -1,0 +1,72 @@
+import json
+from dataclasses import replace
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import fastmer.store as fstore
+from fastmer.models import MODELS
+from fastmer.models.model import MERModel
+from fastmer.train.protocols import loso, make_folds
+from fastmer.train.run import train
+
+
+def test_loso_partitions_subjects():
+    subjects = ["b", "a", "b", "c", "a", "a"]
+    folds = loso(subjects)
+    assert [f.name for f in folds] == ["a", "b", "c"]
+    for fold in folds:
+        assert sorted(fold.train.tolist() + fold.test.tolist()) == list(range(6))
+        assert {subjects[i] for i in fold.test} == {fold.name}
+        assert fold.name not in {subjects[i] for i in fold.train}
+    with pytest.raises(ValueError, match="at least two subjects"):
+        make_folds("loso", ["a", "a"])
+
+
+def test_run_outputs(tiny_store, tiny_run):
+    report = json.loads((tiny_run / "report.json").read_text())
+    pooled = report["metrics"]["pooled"]
+    assert report["n_clips"] == 9 and report["n_folds"] == 3 and report["classes"] == ["negative", "positive", "surprise"]
+    assert sum(sum(r) for r in pooled["confusion_matrix"]) == 9
+    assert sum(f["n_test"] for f in report["folds"]) == 9
+    assert report["model_selection"].startswith("none")
+    # folds.json: every clip tested exactly once, never trained on its own subject
+    folds = json.loads((tiny_run / "folds.json").read_text())
+    tested = [u for f in folds for u in f["test"]]
+    assert sorted(tested) == sorted(fstore.open(tiny_store).column("uid"))
+    for f in folds:
+        subject = lambda uid: uid.rsplit("/", 1)[0]  # noqa: E731
+        assert {subject(u) for u in f["test"]} == {f["fold"]}
+        assert f["fold"] not in {subject(u) for u in f["train"]}
+    preds = pq.read_table(tiny_run / "predictions.parquet").to_pylist()
+    assert len(preds) == 9 and all(abs(sum(p["probabilities"]) - 1) < 1e-5 for p in preds)
+    correct = sum(p["true"] == p["predicted"] for p in preds)
+    assert pooled["accuracy"] == pytest.approx(correct / 9)
+
+
+def test_weights_are_safetensors_not_pickle(tiny_run):
+    raw = (tiny_run / "model.safetensors").read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_len])
+    assert "fc.weight" in header and header["__metadata__"]["fastmer_model"] == "ststnet"
+    assert b"\x80\x04" not in raw[:2]  # not a pickle stream
+    model = MERModel.load(tiny_run / "model.safetensors", tiny_run / "model.json")
+    assert model(torch.zeros(2, 4, 128, 128)).shape == (2, 3)
+
+
+def test_same_seed_same_results_and_excluded_labels(tiny_store, tiny_run, tmp_path):
+    recipe = replace(MODELS["ststnet"].recipe, epochs=15)
+    again = train(tiny_store, tmp_path / "again", recipe=recipe)
+    first = json.loads((tiny_run / "report.json").read_text())
+    assert again["metrics"] == first["metrics"]
+    # casme2-5class keeps happiness/disgust/surprise, so nothing is excluded...
+    five = train(tiny_store, tmp_path / "five", labels="casme2-5class", recipe=replace(recipe, epochs=1))
+    assert five["excluded_clips"] == [] and five["classes"][0] == "happiness"
+
+
+def test_refuses_non_empty_run_dir(tiny_store, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "f").write_text("")
+    with pytest.raises(FileExistsError, match="not empty"):
+        train(tiny_store, tmp_path / "x")
