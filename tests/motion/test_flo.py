@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastmer.motion.flo import read_flo, write_flo
-
-
-def _repo_root() -> Path:
-    here = Path(__file__).resolve()
-    return next(p.parent for p in here.parents if p.name == "tests")
-
-
-RUBBERWHALE = _repo_root().parent / "shared" / "data" / "flow" / "middlebury" / "RubberWhale.flo"
 
 
 def _reference_bytes(flow: np.ndarray) -> bytes:
@@ -174,9 +165,9 @@ def test_missing_file(tmp_path):
         read_flo(tmp_path / "nope.flo")
 
 
-@pytest.mark.skipif(not RUBBERWHALE.is_file(), reason=f"real Middlebury data not found: {RUBBERWHALE} is absent")
-def test_real_middlebury_rubberwhale(tmp_path):
-    flow = read_flo(RUBBERWHALE)
+def test_real_middlebury_rubberwhale(tmp_path, shared_dir):
+    rubberwhale = shared_dir / "data" / "flow" / "middlebury" / "RubberWhale.flo"
+    flow = read_flo(rubberwhale)
     assert flow.shape == (388, 584, 2) and flow.dtype == np.float32
     unknown = (np.abs(flow) >= 1e9).any(axis=-1)
     assert 0.014 < unknown.mean() < 0.018  # ~1.6 % occluded/unknown pixels
@@ -185,4 +176,4 @@ def test_real_middlebury_rubberwhale(tmp_path):
     assert 1.0 < np.hypot(known[:, 0], known[:, 1]).max() < 10.0  # RubberWhale moves a few px
     # Writing it back reproduces the original file byte for byte.
     write_flo(tmp_path / "rw.flo", flow)
-    assert (tmp_path / "rw.flo").read_bytes() == RUBBERWHALE.read_bytes()
+    assert (tmp_path / "rw.flo").read_bytes() == rubberwhale.read_bytes()
