@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# Optical-flow backends usable by `fastmer extract` (see fastmer.motion.flow).
-FLOW_BACKENDS = ("opencv",)
+# Optical-flow backends (see fastmer.motion.flow): fastmer's TV-L1 kernels (CUDA when the
+# images are on a GPU), its pure-PyTorch reference, OpenCV's TV-L1, and OpenCV's fast
+# approximations DIS (medium preset) and Farneback.
+FLOW_BACKENDS = ("fastmer", "torch", "opencv", "dis", "farneback")
+# TV-L1 parameter presets (fastmer.ops.tvl1.TVL1Params.preset).
+TVL1_PRESETS = ("opencv", "ipol")
 # Stored precision of feature tensors.
 STORE_DTYPES = ("float32", "float16")
 # Channels of the stored onset->apex flow representation.
@@ -25,8 +29,12 @@ class ExtractConfig:
         size: side of the square face crop the flow is computed on, in pixels.
         dtype: stored precision of the tensors (``float32`` or ``float16``).
         face_scale: crop side as a multiple of the detector's box side.
-        flow_backend: one of :data:`fastmer.motion.flow.FLOW_BACKENDS`.
-        workers: clips processed in parallel (default: CPU count).
+        flow_backend: one of :data:`FLOW_BACKENDS`.
+        flow_preset: TV-L1 parameters, one of :data:`TVL1_PRESETS` (TV-L1 backends only).
+        device: where fastmer's TV-L1 runs: ``"auto"`` (CUDA when available), ``"cpu"`` or
+            ``"cuda"``.
+        workers: clips decoded (and, for OpenCV backends, flows computed) in parallel
+            (default: CPU count).
         batch_size: clips per native-op batch (magnitude, strain).
         shard_size: clips per Parquet shard.
     """
@@ -34,7 +42,9 @@ class ExtractConfig:
     size: int = 128
     dtype: str = "float32"
     face_scale: float = 1.25
-    flow_backend: str = "opencv"
+    flow_backend: str = "fastmer"
+    flow_preset: str = "opencv"
+    device: str = "auto"
     workers: int | None = None
     batch_size: int = 64
     shard_size: int = 256
@@ -48,6 +58,10 @@ class ExtractConfig:
             raise ValueError(f"face_scale must be in [0.5, 3], got {self.face_scale}")
         if self.flow_backend not in FLOW_BACKENDS:
             raise ValueError(f"flow_backend must be one of {', '.join(FLOW_BACKENDS)}, got {self.flow_backend!r}")
+        if self.flow_preset not in TVL1_PRESETS:
+            raise ValueError(f"flow_preset must be one of {', '.join(TVL1_PRESETS)}, got {self.flow_preset!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("batch_size", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -57,10 +71,16 @@ class ExtractConfig:
     def feature_params(self) -> dict[str, Any]:
         """What determines the stored features (hashed into every row)."""
         params = asdict(self)
-        for runtime_only in ("workers", "batch_size", "shard_size"):
+        for runtime_only in ("workers", "batch_size", "shard_size", "device"):
             params.pop(runtime_only)
         params.update(face_detector="opencv-haar:haarcascade_frontalface_default", face_box="onset-frame",
                       flow="onset->apex", representations={"flow_onset_apex": list(FLOW_CHANNELS)})
+        if self.flow_backend in ("fastmer", "torch", "opencv"):
+            from fastmer.ops.tvl1 import TVL1Params  # noqa: PLC0415  (torch: only when extracting)
+
+            params["tvl1"] = TVL1Params.preset(self.flow_preset).to_dict()
+        else:
+            params.pop("flow_preset")
         return params
 
 

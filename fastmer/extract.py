@@ -1,10 +1,11 @@
 """``fastmer extract``: clips -> face crops -> key frames -> flow features -> feature store.
 
-Each clip is decoded, cropped (one face box per clip, found on the onset frame), its apex
-resolved, and its onset->apex flow computed on a thread pool (decoding, detection and
-OpenCV's TV-L1 release the GIL). Results come back in corpus order through a bounded
-window, so memory stays flat however long the corpus; magnitude and strain are computed
-in batches with the native ops, and rows are written in atomic shards. A clip that fails
+Each clip is decoded, cropped (one face box per clip, found on the onset frame) and its
+apex resolved on a thread pool (decoding and detection release the GIL). Results come
+back in corpus order through a bounded window, so memory stays flat however long the
+corpus. Onset/apex crop pairs of many clips are gathered into batches for one TV-L1 call
+each (fastmer's kernels: all cores, or the GPU), magnitude and strain are computed on the
+same batch with the native ops, and rows are written in atomic shards. A clip that fails
 becomes an error row and the run goes on.
 """
 
@@ -23,13 +24,14 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from fastmer.config import ExtractConfig
 from fastmer.datasets.clip import Clip
 from fastmer.decode import read_sequence
 from fastmer.errors import ClipError
 from fastmer.face import HaarFaceDetector, crop_sequence, square_box
-from fastmer.config import ExtractConfig
-from fastmer.motion.flow import single_threaded_opencv, tvl1_opencv_pair
+from fastmer.motion.flow import compute_flow
 from fastmer.motion.representations import FLOW_CHANNELS, flow_features
+from fastmer.ops.tvl1 import TVL1Params
 from fastmer.phases import resolve
 from fastmer.store.writer import RepresentationSpec, StoreWriter
 
@@ -56,13 +58,13 @@ class ExtractSummary:
 @dataclass
 class _ClipResult:
     row: dict[str, Any]
-    flow: np.ndarray | None  # (2, H, W) on success
+    pair: tuple[np.ndarray, np.ndarray] | None  # onset and apex crops on success
     stage: str = ""
     error: str = ""
 
 
 def process_clip(clip: Clip, detector: HaarFaceDetector, config: ExtractConfig) -> _ClipResult:
-    """Decode, crop, resolve phases and compute the onset->apex flow of one clip."""
+    """Decode, crop and resolve the phases of one clip; returns its onset and apex crops."""
     row: dict[str, Any] = {
         "uid": clip.uid, "dataset": clip.dataset, "subject": clip.subject, "clip_id": clip.clip_id,
         "view": clip.view, "source": clip.source,
@@ -76,7 +78,6 @@ def process_clip(clip: Clip, detector: HaarFaceDetector, config: ExtractConfig) 
         box = square_box(found, config.face_scale, width, height)
         crops = crop_sequence(frames, box, config.size)
         phases = resolve(onset, apex, offset, crops)
-        flow = tvl1_opencv_pair(crops[0], crops[phases.apex - onset])
     except ClipError as exc:
         return _ClipResult(row, None, exc.stage, str(exc))
     except Exception as exc:  # noqa: BLE001  (a corrupt file must not end the run)
@@ -85,7 +86,16 @@ def process_clip(clip: Clip, detector: HaarFaceDetector, config: ExtractConfig) 
         onset=phases.onset, apex=phases.apex, offset=phases.offset, apex_source=phases.apex_source,
         labels=list(clip.labels), action_units=clip.action_units, face_box=box.as_list(),
     )
-    return _ClipResult(row, flow)
+    return _ClipResult(row, (crops[0], crops[phases.apex - onset]))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+    return torch.device(device)
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:
@@ -132,26 +142,30 @@ def extract(
     config = config or ExtractConfig()
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     workers = config.workers or os.cpu_count() or 1
+    device = resolve_device(config.device)
+    params = TVL1Params.preset(config.flow_preset) if config.flow_backend in ("fastmer", "torch", "opencv") else None
     detector = HaarFaceDetector()
     spec = RepresentationSpec((len(FLOW_CHANNELS), config.size, config.size), config.dtype, FLOW_CHANNELS)
     writer = StoreWriter(out, {"flow_onset_apex": spec}, config.feature_params(), overwrite=overwrite,
-                         shard_size=config.shard_size)
+                         shard_size=config.shard_size, runtime={"device": str(device), "workers": workers})
     start = time.perf_counter()
     n_ok, failures = 0, []
     batch: list[_ClipResult] = []
 
     def write_batch() -> None:
-        flows = torch.from_numpy(np.stack([r.flow for r in batch]))
-        features = flow_features(flows).numpy()
+        onsets = np.stack([r.pair[0] for r in batch])
+        apexes = np.stack([r.pair[1] for r in batch])
+        flows = compute_flow(onsets, apexes, backend=config.flow_backend, params=params,
+                             device=device if config.flow_backend in ("fastmer", "torch") else None, workers=workers)
+        features = flow_features(flows).cpu().numpy()
         for result, feature in zip(batch, features, strict=True):
             writer.add(result.row, {"flow_onset_apex": feature})
         batch.clear()
 
-    with writer, single_threaded_opencv(), tqdm(total=len(clips), unit="clip", disable=not progress,
-                                                 file=sys.stderr, desc="extract") as bar:
+    with writer, tqdm(total=len(clips), unit="clip", disable=not progress, file=sys.stderr, desc="extract") as bar:
         results = ordered_map(lambda c: process_clip(c, detector, config), clips, workers, window=4 * workers)
         for result in results:
-            if result.flow is None:
+            if result.pair is None:
                 failures.append({"uid": result.row["uid"], "stage": result.stage, "error": result.error})
                 writer.add_error({**result.row, "stage": result.stage, "error": result.error})
                 log(f"error: {result.row['uid']} [{result.stage}] {result.error}")

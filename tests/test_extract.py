@@ -109,6 +109,7 @@ def test_float16_store_and_config_validation(tiny_corpus, tmp_path):
     extract(clips, tmp_path / "s16", ExtractConfig(dtype="float16", size=64, workers=1))
     store = fstore.open(tmp_path / "s16")
     assert store.numpy("flow_onset_apex").dtype == np.float16 and store.numpy("flow_onset_apex").shape == (2, 4, 64, 64)
-    for bad in ({"size": 8}, {"dtype": "int8"}, {"face_scale": 9.0}, {"flow_backend": "magic"}, {"workers": 0}):
+    for bad in ({"size": 8}, {"dtype": "int8"}, {"face_scale": 9.0}, {"flow_backend": "magic"}, {"workers": 0},
+                {"flow_preset": "raft"}, {"device": "tpu"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ExtractConfig(**bad)

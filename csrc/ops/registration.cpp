@@ -8,4 +8,8 @@ TORCH_LIBRARY(fastmer, m) {
   m.def("optical_strain(Tensor flow) -> Tensor");
   m.def("rank_pool(Tensor frames) -> Tensor");
   m.def("rank_pool_backward(Tensor grad, int num_frames) -> Tensor");
+  m.def(
+      "tvl1(Tensor I0, Tensor I1, float tau, float lambda_, float theta, float gamma, float epsilon, "
+      "float scale_step, float presmooth_sigma, float cubic_a, int nscales, int warps, int inner_iterations, "
+      "int outer_iterations, int median_size, int min_size, int pyramid, bool half_state, int scheme) -> Tensor");
 }

@@ -19,6 +19,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 COMMANDS = {
     "synth": ("fastmer.cli.synth", "Write a synthetic micro-expression corpus (CASME II layout)."),
     "extract": ("fastmer.cli.extract", "Extract motion features of a corpus into a feature store."),
+    "flow": ("fastmer.cli.flow", "Optical flow between two images (.flo, optional colour coding)."),
     "train": ("fastmer.cli.train", "Train and evaluate a model on a feature store (leave-one-subject-out)."),
     "export": ("fastmer.cli.export", "Export a trained run's model to ONNX."),
     "infer": ("fastmer.cli.infer", "Score a feature store with an exported engine."),

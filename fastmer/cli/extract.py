@@ -7,7 +7,7 @@ import sys
 import click
 
 from fastmer.cli import CONTEXT
-from fastmer.config import FLOW_BACKENDS, STORE_DTYPES, ExtractConfig
+from fastmer.config import FLOW_BACKENDS, STORE_DTYPES, TVL1_PRESETS, ExtractConfig
 from fastmer.datasets import DATASETS
 
 DEFAULTS = ExtractConfig()
@@ -25,10 +25,15 @@ DEFAULTS = ExtractConfig()
               help="Crop side relative to the detected face box.")
 @click.option("--flow-backend", type=click.Choice(FLOW_BACKENDS), default=DEFAULTS.flow_backend,
               help="Optical flow implementation.")
+@click.option("--flow-preset", type=click.Choice(TVL1_PRESETS), default=DEFAULTS.flow_preset,
+              help="TV-L1 parameters (TV-L1 backends).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device,
+              help="Where fastmer's TV-L1 runs (auto: CUDA when available).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Clips in parallel [default: CPU count].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s on stderr.")
-def command(root, dataset, out, annotations, size, dtype, face_scale, flow_backend, workers, overwrite, progress):
+def command(root, dataset, out, annotations, size, dtype, face_scale, flow_backend, flow_preset, device, workers,
+            overwrite, progress):
     """Extract features of the corpus at ROOT into the feature store --out.
 
     Per clip: frames from onset to offset, one face box found on the onset frame and used
@@ -44,7 +49,7 @@ def command(root, dataset, out, annotations, size, dtype, face_scale, flow_backe
     try:
         clips = load(dataset, root, **options)
         config = ExtractConfig(size=size, dtype=dtype, face_scale=face_scale, flow_backend=flow_backend,
-                               workers=workers)
+                               flow_preset=flow_preset, device=device, workers=workers)
         summary = extract(clips, out, config, overwrite=overwrite, progress=progress)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -75,6 +75,7 @@ import importlib.util
 import math
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -583,11 +584,17 @@ def _photo_bgr() -> np.ndarray:
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR).astype(np.float32)
 
 
-@lru_cache(maxsize=1)
+_thread_state = threading.local()
+
+
 def _haar() -> cv2.CascadeClassifier:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + _HAAR_FILE)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV could not load {_HAAR_FILE} from {cv2.data.haarcascades}")
+    # One cascade per thread: cv2.CascadeClassifier is not safe to share between threads.
+    cascade = getattr(_thread_state, "haar", None)
+    if cascade is None:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + _HAAR_FILE)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV could not load {_HAAR_FILE} from {cv2.data.haarcascades}")
+        _thread_state.haar = cascade
     return cascade
 
 
@@ -852,6 +859,29 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
+def _main_is_reimportable() -> bool:
+    """Whether spawned workers can re-run the caller's main module (not so for a script
+    read from stdin or an embedded interpreter's pseudo-file)."""
+    import __main__
+
+    path = getattr(__main__, "__file__", None)
+    return path is None or Path(path).is_file()
+
+
+def _make_pool(workers: int):
+    """Processes when possible (rendering holds the GIL in numpy), else threads."""
+    if _main_is_reimportable():
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: forking a parent that runs OpenCV/torch threads can deadlock.
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    from concurrent.futures import ThreadPoolExecutor
+
+    _init_worker()  # threads share the process: OpenCV's own pool off for the run
+    return ThreadPoolExecutor(workers)
+
+
 def _map(pool, fn, *iterables) -> Iterator:
     return pool.map(fn, *iterables) if pool is not None else map(fn, *iterables)
 
@@ -976,10 +1006,12 @@ def generate(
     Args:
         out_dir: corpus root; must be absent or empty unless ``overwrite``.
         config: what to generate; ``SynthConfig()`` (8 subjects x 6 clips of 640x480) if None.
-        workers: processes rendering clips in parallel; ``None`` = ``os.cpu_count()``,
-            1 = in this process. The output does not depend on it. Workers are *spawned*
+        workers: clips rendered in parallel; ``None`` = ``os.cpu_count()``, 1 = in this
+            process. The output does not depend on it. Workers are *spawned* processes
             (forking a process with OpenCV/torch threads can deadlock), so a script calling
-            this at import time must do so under ``if __name__ == "__main__":``.
+            this at import time must do so under ``if __name__ == "__main__":``; where the
+            caller's main module cannot be re-run (a script read from stdin), threads are
+            used instead.
         overwrite: replace an existing corpus in ``out_dir``. A non-empty directory that is
             not a synthetic corpus (no coding spreadsheet or ``ground_truth/``) is never deleted.
         progress: show a tqdm progress bar over clips.
@@ -1014,16 +1046,12 @@ def generate(
 
     n_clips = cfg.subjects * cfg.clips_per_subject
     workers = min(workers, n_clips)
+    cv_threads = cv2.getNumThreads()
     pool = None
     old: Path | None = None  # a replaced corpus, moved aside until the new one is in place
     try:
         if workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # spawn: forking a parent that runs OpenCV/torch threads can deadlock.
-            ctx = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+            pool = _make_pool(workers)
         subjects = list(_map(pool, _plan_subject, [cfg] * cfg.subjects, range(cfg.subjects)))
         clips = [c for s in subjects for c in _plan_clips(cfg, s)]
         jobs = _map(pool, _render_clip, [cfg] * len(clips), clips, [str(tmp)] * len(clips))
@@ -1059,6 +1087,7 @@ def generate(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        cv2.setNumThreads(cv_threads)  # a thread pool switched OpenCV's own threads off
 
     return SynthSummary(
         out_dir=out_dir,

@@ -10,6 +10,7 @@ from fastmer.ops._native import NativeFallbackWarning
 from fastmer.ops.flow_magnitude import FlowMagnitude, flow_magnitude, flow_magnitude_reference
 from fastmer.ops.optical_strain import OpticalStrain, optical_strain, optical_strain_reference
 from fastmer.ops.rank_pool import RankPool, rank_pool, rank_pool_coefficients, rank_pool_reference
+from fastmer.ops.tvl1 import TVL1Params, tvl1, tvl1_reference
 
 if _native.extension() is not None:
     from fastmer.ops import _registrations  # noqa: F401  (fake kernels + autograd)
@@ -19,6 +20,7 @@ __all__ = [
     "NativeFallbackWarning",
     "OpticalStrain",
     "RankPool",
+    "TVL1Params",
     "flow_magnitude",
     "flow_magnitude_reference",
     "optical_strain",
@@ -26,4 +28,6 @@ __all__ = [
     "rank_pool",
     "rank_pool_coefficients",
     "rank_pool_reference",
+    "tvl1",
+    "tvl1_reference",
 ]

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 # Every op with a native kernel; fastmer info reports them in this order.
-NATIVE_OPS = ("flow_magnitude", "optical_strain", "rank_pool", "rank_pool_backward")
+NATIVE_OPS = ("flow_magnitude", "optical_strain", "rank_pool", "rank_pool_backward", "tvl1")
 DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 
 

@@ -35,6 +35,13 @@ def _rank_pool_backward_fake(grad: torch.Tensor, num_frames: int) -> torch.Tenso
     return grad.new_empty((n, num_frames, c, h, w))
 
 
+@torch.library.register_fake("fastmer::tvl1")
+def _tvl1_fake(I0: torch.Tensor, I1: torch.Tensor, *args: object) -> torch.Tensor:
+    torch._check(I0.dim() == 3 and I1.shape == I0.shape, lambda: "expected I0, I1 of shape [N, H, W]")
+    n, h, w = I0.shape
+    return I0.new_empty((n, 2, h, w))
+
+
 def _rank_pool_setup(ctx, inputs, output) -> None:
     (frames,) = inputs
     ctx.num_frames = frames.shape[1]

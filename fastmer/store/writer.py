@@ -91,6 +91,7 @@ class StoreWriter:
         representations: tensor columns to store, by name.
         params: extraction parameters, recorded with their hash in every row.
         shard_size: clips per shard.
+        runtime: how the run was executed (device, workers...): recorded, not hashed.
 
     Example:
         >>> w = StoreWriter(tmp / "store", {"x": RepresentationSpec((1, 2, 2), "float32", ("a",))}, {})
@@ -105,6 +106,7 @@ class StoreWriter:
         *,
         overwrite: bool = False,
         shard_size: int = 256,
+        runtime: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
@@ -116,6 +118,7 @@ class StoreWriter:
         self.representations = dict(representations)
         self.params = dict(params)
         self.params_hash = schema.params_hash(self.params)
+        self.runtime = dict(runtime or {})
         self.shard_size = shard_size
         self._rows: list[dict[str, Any]] = []
         self._tensors: dict[str, list[np.ndarray]] = {name: [] for name in self.representations}
@@ -138,6 +141,7 @@ class StoreWriter:
             "n_errors": self.n_errors,
             "params": self.params,
             "params_hash": self.params_hash,
+            "runtime": self.runtime,
             "representations": {
                 name: {"shape": list(spec.shape), "dtype": spec.dtype, "channels": list(spec.channels)}
                 for name, spec in self.representations.items()

@@ -61,9 +61,16 @@ def test_synth_extract_train_export_infer(runner, tmp_path):
                                   "--min-frames", "10", "--max-frames", "12", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "wrote 6 clips of 2 subjects" in result.output
+    result = runner.invoke(main, ["extract", str(corpus), "-o", str(tmp_path / "dis"), "--size", "64", "--no-progress",
+                                  "--flow-backend", "dis"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "dis" / "store.json").read_text())["params"]["flow_backend"] == "dis"
     result = runner.invoke(main, ["extract", str(corpus), "-o", str(store), "--size", "64", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "6 of 6 clips extracted" in result.output
+    meta = json.loads((store / "store.json").read_text())
+    assert meta["params"]["flow_backend"] == "fastmer" and meta["params"]["tvl1"]["median_size"] == 5
+    assert meta["runtime"]["device"] in ("cpu", "cuda")
     result = runner.invoke(main, ["train", str(store), "-o", str(run), "--epochs", "3"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_folds"] == 2

@@ -199,6 +199,20 @@ def test_deterministic_whatever_the_workers(small, tmp_path):
         assert (small / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
+def test_thread_workers_give_the_same_corpus(small, tmp_path, monkeypatch):
+    """Where spawned processes cannot re-run the caller (a script read from stdin), threads
+    render the clips instead, and the corpus is byte-identical."""
+    import fastmer.datasets.synth as synth
+
+    monkeypatch.setattr(synth, "_main_is_reimportable", lambda: False)
+    threaded = tmp_path / "threaded"
+    assert generate(threaded, SMALL, workers=2).workers == 2
+    files = sorted(p.relative_to(small) for p in small.rglob("*") if p.is_file() and p.suffix != ".xlsx")
+    for rel in files:
+        assert (small / rel).read_bytes() == (threaded / rel).read_bytes(), rel
+    assert sheet_rows(threaded) == sheet_rows(small)
+
+
 def test_different_seed_differs(small, tmp_path):
     other = tmp_path / "other"
     generate(other, replace(SMALL, seed=8, subjects=1, clips_per_subject=1), workers=1)
