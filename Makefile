@@ -44,8 +44,9 @@ $(VENV)/.build-deps: $(BIN)/python
 	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12" ninja
 	touch $@
 
+# The dali extra is empty where DALI has no wheels (it installs on Linux x86-64 only).
 $(VENV)/.installed: $(VENV)/.build-deps $(NATIVE_SOURCES)
-	$(PIP) install --no-build-isolation -e ".[test]"
+	$(PIP) install --no-build-isolation -e ".[test,dali]"
 	$(BIN)/python -c "import fastmer.ops._native as n; r = n.unavailable_reason(); assert r is None, r"
 	touch $@
 

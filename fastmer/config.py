@@ -19,6 +19,20 @@ TVL1_PRESETS = ("opencv", "ipol")
 STORE_DTYPES = ("float32", "float16")
 # Channels of the stored onset->apex flow representation.
 FLOW_CHANNELS = ("u", "v", "magnitude", "strain")
+# Frame decoders (fastmer.decode): auto picks DALI when installed and able, else PyAV for
+# video and OpenCV for images; the dali-cpu/dali-gpu variants force where DALI runs.
+DECODERS = ("auto", "dali", "pyav", "opencv", "dali-cpu", "dali-gpu")
+# Face detectors (fastmer.face): auto = YuNet when its model is given or cached, else Haar.
+FACE_DETECTORS = ("auto", "yunet", "haar")
+# One face box per clip: found on the onset frame, or the union over frames sampled across the clip.
+FACE_BOX_MODES = ("onset", "union")
+# full: each frame is one view; split: side-by-side frames (4DME) become left and right views.
+VIEW_MODES = ("full", "split")
+# Apex policy (fastmer.phases): auto spots only missing/invalid apexes, spot spots every
+# clip, annotation requires a valid annotated apex.
+APEX_MODES = ("auto", "spot", "annotation")
+# Apex-spotting motion curves (fastmer.phases.spotting), the default first.
+APEX_ESTIMATORS = ("pca", "regions", "diff", "flow")
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,14 @@ class ExtractConfig:
         face_scale: crop side as a multiple of the detector's box side.
         flow_backend: one of :data:`FLOW_BACKENDS`.
         flow_preset: TV-L1 parameters, one of :data:`TVL1_PRESETS` (TV-L1 backends only).
+        decoder: frame decoder, one of :data:`DECODERS`.
+        face_detector: one of :data:`FACE_DETECTORS`.
+        face_model: YuNet ONNX file (default: the one ``fastmer models fetch yunet`` cached).
+        face_box: one of :data:`FACE_BOX_MODES`.
+        align: rotate each clip's crop so that the eyes are level.
+        views: one of :data:`VIEW_MODES`.
+        apex: apex policy, one of :data:`APEX_MODES`.
+        apex_estimator: spotting curve, one of :data:`APEX_ESTIMATORS`.
         device: where fastmer's TV-L1 runs: ``"auto"`` (CUDA when available), ``"cpu"`` or
             ``"cuda"``.
         workers: clips decoded (and, for OpenCV backends, flows computed) in parallel
@@ -44,6 +66,14 @@ class ExtractConfig:
     face_scale: float = 1.25
     flow_backend: str = "fastmer"
     flow_preset: str = "opencv"
+    decoder: str = "auto"
+    face_detector: str = "auto"
+    face_model: str | None = None
+    face_box: str = "onset"
+    align: bool = False
+    views: str = "full"
+    apex: str = "auto"
+    apex_estimator: str = "pca"
     device: str = "auto"
     workers: int | None = None
     batch_size: int = 64
@@ -60,6 +90,10 @@ class ExtractConfig:
             raise ValueError(f"flow_backend must be one of {', '.join(FLOW_BACKENDS)}, got {self.flow_backend!r}")
         if self.flow_preset not in TVL1_PRESETS:
             raise ValueError(f"flow_preset must be one of {', '.join(TVL1_PRESETS)}, got {self.flow_preset!r}")
+        for name, allowed in (("decoder", DECODERS), ("face_detector", FACE_DETECTORS), ("face_box", FACE_BOX_MODES),
+                              ("views", VIEW_MODES), ("apex", APEX_MODES), ("apex_estimator", APEX_ESTIMATORS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("batch_size", "shard_size"):
@@ -68,13 +102,22 @@ class ExtractConfig:
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
 
-    def feature_params(self) -> dict[str, Any]:
-        """What determines the stored features (hashed into every row)."""
+    def feature_params(self, face_detector: str) -> dict[str, Any]:
+        """What determines the stored features (hashed into every row).
+
+        Args:
+            face_detector: the name of the detector actually used (``"auto"`` resolves
+                differently on different machines, so the resolved name is what counts).
+        """
         params = asdict(self)
-        for runtime_only in ("workers", "batch_size", "shard_size", "device"):
+        # How frames are decoded and where things run does not change the features (the
+        # decoders agree, see tests/decode); the model path is machine-specific.
+        for runtime_only in ("workers", "batch_size", "shard_size", "device", "decoder", "face_model"):
             params.pop(runtime_only)
-        params.update(face_detector="opencv-haar:haarcascade_frontalface_default", face_box="onset-frame",
-                      flow="onset->apex", representations={"flow_onset_apex": list(FLOW_CHANNELS)})
+        params.update(face_detector=face_detector, flow="onset->apex",
+                      representations={"flow_onset_apex": list(FLOW_CHANNELS)})
+        if self.apex == "annotation":
+            params.pop("apex_estimator")
         if self.flow_backend in ("fastmer", "torch", "opencv"):
             from fastmer.ops.tvl1 import TVL1Params  # noqa: PLC0415  (torch: only when extracting)
 

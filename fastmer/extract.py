@@ -1,7 +1,9 @@
 """``fastmer extract``: clips -> face crops -> key frames -> flow features -> feature store.
 
-Each clip is decoded, cropped (one face box per clip, found on the onset frame) and its
-apex resolved on a thread pool (decoding and detection release the GIL). Results come
+Each clip is decoded (:mod:`fastmer.decode`: DALI, PyAV or OpenCV), split into views
+(``--views split``), cropped (one face box per view and clip, :mod:`fastmer.face`) and its
+apex resolved (annotated or spotted, :mod:`fastmer.phases`) on a thread pool (decoding,
+detection and the native ops release the GIL). Results come
 back in corpus order through a bounded window, so memory stays flat however long the
 corpus. Onset/apex crop pairs of many clips are gathered into batches for one TV-L1 call
 each (fastmer's kernels: all cores, or the GPU), magnitude and strain are computed on the
@@ -26,9 +28,9 @@ import torch
 
 from fastmer.config import ExtractConfig
 from fastmer.datasets.clip import Clip
-from fastmer.decode import read_sequence
+from fastmer.decode import open_clip_frames, split_views
 from fastmer.errors import ClipError
-from fastmer.face import HaarFaceDetector, crop_sequence, square_box
+from fastmer.face import FaceDetector, crop_clip, locate_face, make_detector
 from fastmer.motion.flow import compute_flow
 from fastmer.motion.representations import FLOW_CHANNELS, flow_features
 from fastmer.ops.tvl1 import TVL1Params
@@ -49,6 +51,7 @@ class ExtractSummary:
     n_failed: int
     seconds: float
     failures: list[dict[str, str]] = field(default_factory=list)
+    n_rows: int = 0  # rows written: one per view of each clip that succeeded
 
     @property
     def clips_per_s(self) -> float:
@@ -57,36 +60,60 @@ class ExtractSummary:
 
 @dataclass
 class _ClipResult:
-    row: dict[str, Any]
-    pair: tuple[np.ndarray, np.ndarray] | None  # onset and apex crops on success
+    row: dict[str, Any]  # the clip's identity (the error row on failure)
+    views: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)
     stage: str = ""
     error: str = ""
+    decoder: tuple[str, str] = ("", "")  # engine and why it was chosen
 
 
-def process_clip(clip: Clip, detector: HaarFaceDetector, config: ExtractConfig) -> _ClipResult:
-    """Decode, crop and resolve the phases of one clip; returns its onset and apex crops."""
+def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, decode_device: str = "cpu") -> _ClipResult:
+    """Decode, crop and resolve the key frames of one clip.
+
+    Returns one row and one (onset crop, apex crop) pair per view, or the error.
+    """
     row: dict[str, Any] = {
         "uid": clip.uid, "dataset": clip.dataset, "subject": clip.subject, "clip_id": clip.clip_id,
         "view": clip.view, "source": clip.source,
     }
+    result = _ClipResult(row)
     try:
         onset, apex, offset = clip.validate_annotation()
-        paths = clip.paths_between(onset, offset)
-        frames = read_sequence(paths)
-        _, height, width = frames.shape
-        found = detector.largest(frames[0], where=f"the onset frame {paths[0]}")
-        box = square_box(found, config.face_scale, width, height)
-        crops = crop_sequence(frames, box, config.size)
-        phases = resolve(onset, apex, offset, crops)
+        with open_clip_frames(clip, engine=config.decoder, device=decode_device) as frames_source:
+            result.decoder = (frames_source.engine, frames_source.reason)
+            frames = frames_source.read(range(onset, offset + 1))
+        if clip.view == "full":
+            views = split_views(frames, config.views)
+        else:  # a clip that is already one half of side-by-side frames
+            views = {clip.view: split_views(frames, "split")[clip.view]}
+        onset_file = (clip.frame_paths[clip.frame_numbers.index(onset)] if onset in clip.frame_numbers
+                      else f"frame {onset} of {clip.source}")
+        tracks, crops = {}, {}
+        for name, view_frames in views.items():
+            where = clip.uid if name == clip.view else clip.with_view(name).uid
+            where += f" ({onset_file})"
+            tracks[name] = locate_face(view_frames, detector, mode=config.face_box, scale=config.face_scale,
+                                       align=config.align, where=where)
+            crops[name] = crop_clip(view_frames, tracks[name].box, config.size, angle=tracks[name].angle)
+        phases = resolve(onset, apex, offset, list(crops.values()), mode=config.apex,
+                         estimator=config.apex_estimator, where=clip.uid)
     except ClipError as exc:
-        return _ClipResult(row, None, exc.stage, str(exc))
+        message = str(exc) if clip.uid in str(exc) else f"{clip.uid}: {exc}"
+        result.stage, result.error = exc.stage, message
+        return result
     except Exception as exc:  # noqa: BLE001  (a corrupt file must not end the run)
-        return _ClipResult(row, None, "internal", f"{type(exc).__name__}: {exc}")
-    row.update(
-        onset=phases.onset, apex=phases.apex, offset=phases.offset, apex_source=phases.apex_source,
-        labels=list(clip.labels), action_units=clip.action_units, face_box=box.as_list(),
-    )
-    return _ClipResult(row, (crops[0], crops[phases.apex - onset]))
+        result.stage, result.error = "internal", f"{clip.uid}: {type(exc).__name__}: {exc}"
+        return result
+    for name, track in tracks.items():
+        view_clip = clip if name == clip.view else clip.with_view(name)
+        view_row = {
+            **row, "uid": view_clip.uid, "view": name, "onset": phases.onset, "apex": phases.apex,
+            "offset": phases.offset, "apex_source": phases.apex_source, "labels": list(clip.labels),
+            "action_units": clip.action_units, "face_box": track.box.as_list(), "face_angle": track.angle,
+            "decoder": result.decoder[0],
+        }
+        result.views.append((view_row, (crops[name][0], crops[name][phases.apex - onset])))
+    return result
 
 
 def resolve_device(device: str) -> torch.device:
@@ -127,12 +154,14 @@ def extract(
     """Extract the features of ``clips`` into a new feature store at ``out``.
 
     Args:
-        clips: clips to process (e.g. from :func:`fastmer.datasets.load`).
+        clips: clips to process (e.g. from :func:`fastmer.datasets.load`; its load report,
+            if any, is logged).
         out: store directory (must not exist or be empty unless ``overwrite``).
         config: extraction parameters.
         overwrite: replace an existing store.
         progress: show a progress bar with clips/s on stderr.
-        log: receives one line per failed clip (default: stderr).
+        log: receives the run's choices (decoder, face detector and why) and one line per
+            failed clip (default: stderr).
 
     Returns:
         An :class:`ExtractSummary`; failed clips are in the store's errors table.
@@ -144,38 +173,51 @@ def extract(
     workers = config.workers or os.cpu_count() or 1
     device = resolve_device(config.device)
     params = TVL1Params.preset(config.flow_preset) if config.flow_backend in ("fastmer", "torch", "opencv") else None
-    detector = HaarFaceDetector()
+    detector, why = make_detector(config.face_detector, config.face_model)
+    log(f"face detector: {detector.name} ({why})")
+    report = getattr(clips, "report", None)
+    if report is not None:
+        log(f"annotations: {report.summary()}")
+    decode_device = "cuda" if device.type == "cuda" else "cpu"
     spec = RepresentationSpec((len(FLOW_CHANNELS), config.size, config.size), config.dtype, FLOW_CHANNELS)
-    writer = StoreWriter(out, {"flow_onset_apex": spec}, config.feature_params(), overwrite=overwrite,
-                         shard_size=config.shard_size, runtime={"device": str(device), "workers": workers})
+    writer = StoreWriter(out, {"flow_onset_apex": spec}, config.feature_params(detector.name), overwrite=overwrite,
+                         shard_size=config.shard_size,
+                         runtime={"device": str(device), "workers": workers, "decoder": config.decoder,
+                                  "face_model": str(getattr(detector, "model", "")) or None})
     start = time.perf_counter()
-    n_ok, failures = 0, []
-    batch: list[_ClipResult] = []
+    n_ok, n_rows, failures = 0, 0, []
+    decoders_seen: set[tuple[str, str]] = set()
+    batch: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]] = []
 
     def write_batch() -> None:
-        onsets = np.stack([r.pair[0] for r in batch])
-        apexes = np.stack([r.pair[1] for r in batch])
+        onsets = np.stack([pair[0] for _, pair in batch])
+        apexes = np.stack([pair[1] for _, pair in batch])
         flows = compute_flow(onsets, apexes, backend=config.flow_backend, params=params,
                              device=device if config.flow_backend in ("fastmer", "torch") else None, workers=workers)
         features = flow_features(flows).cpu().numpy()
-        for result, feature in zip(batch, features, strict=True):
-            writer.add(result.row, {"flow_onset_apex": feature})
+        for (row, _), feature in zip(batch, features, strict=True):
+            writer.add(row, {"flow_onset_apex": feature})
         batch.clear()
 
     with writer, tqdm(total=len(clips), unit="clip", disable=not progress, file=sys.stderr, desc="extract") as bar:
-        results = ordered_map(lambda c: process_clip(c, detector, config), clips, workers, window=4 * workers)
+        results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), clips, workers,
+                              window=4 * workers)
         for result in results:
-            if result.pair is None:
+            if result.decoder[0] and result.decoder not in decoders_seen:
+                decoders_seen.add(result.decoder)
+                log(f"decoder: {result.decoder[0]} ({result.decoder[1]})")
+            if not result.views:
                 failures.append({"uid": result.row["uid"], "stage": result.stage, "error": result.error})
                 writer.add_error({**result.row, "stage": result.stage, "error": result.error})
                 log(f"error: {result.row['uid']} [{result.stage}] {result.error}")
             else:
-                batch.append(result)
                 n_ok += 1
+                n_rows += len(result.views)
+                batch.extend(result.views)
                 if len(batch) >= config.batch_size:
                     write_batch()
             bar.update()
         if batch:
             write_batch()
     seconds = time.perf_counter() - start
-    return ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures)
+    return ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures, n_rows)

@@ -53,10 +53,23 @@ def _opencv() -> dict[str, Any]:
     }
 
 
+def _faces() -> dict[str, Any]:
+    """Which face detector ``--face-detector auto`` would use, and why."""
+    try:
+        from fastmer.face.detect import make_detector  # noqa: PLC0415
+        from fastmer.hub import model_path  # noqa: PLC0415
+
+        detector, why = make_detector("auto")
+    except Exception as exc:  # noqa: BLE001  (info reports, it does not crash)
+        return {"auto": None, "reason": f"{type(exc).__name__}: {exc}"}
+    return {"auto": detector.name, "reason": why, "yunet_cache": str(model_path("yunet"))}
+
+
 def gather() -> dict[str, Any]:
     """Everything ``fastmer info`` reports, as a JSON-ready dict."""
     import torch  # noqa: PLC0415
 
+    from fastmer.decode import decode_engines  # noqa: PLC0415
     from fastmer.ops import _native  # noqa: PLC0415
 
     cuda_available = torch.cuda.is_available()
@@ -88,6 +101,8 @@ def gather() -> dict[str, Any]:
         },
         "ops": ops,
         "components": {"opencv": _opencv(), **{name: _component(*spec) for name, spec in OPTIONAL.items()}},
+        "decode": decode_engines(),
+        "faces": _faces(),
     }
 
 
@@ -117,4 +132,12 @@ def format_text(info: dict[str, Any]) -> str:
             lines.append(f"  {name:12s} yes  {comp.get('version', '')}" + (f"  ({detail})" if detail else ""))
         else:
             lines.append(f"  {name:12s} no   {comp['reason']}")
+    decode = info["decode"]
+    lines += ["", "decoding (--decoder auto picks, per device):"]
+    for device, choices in decode["auto"].items():
+        lines.append(f"  {device}: images -> {choices['images']['engine'] or 'none'}: {choices['images']['reason']}")
+        for codec, choice in choices["video"].items():
+            lines.append(f"  {'':{len(device)}s}  {codec:6s} -> {choice['engine'] or 'none'}: {choice['reason']}")
+    faces = info["faces"]
+    lines += ["", f"face detector (--face-detector auto): {faces['auto'] or 'none'} ({faces['reason']})"]
     return "\n".join(lines)

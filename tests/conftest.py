@@ -21,6 +21,15 @@ def device(request) -> str:
     return request.param
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """The tests never see (or fill) the user's model cache: auto choices are reproducible."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FASTMER_CACHE", str(tmp_path_factory.mktemp("fastmer_cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """../shared beside the checkout (present in CI, absent on a user's machine)."""
@@ -57,40 +66,14 @@ def tiny_store(tiny_corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_store, tmp_path_factory) -> Path:
+    from dataclasses import replace
+
     from fastmer.models import MODELS
     from fastmer.train.run import train
-    from dataclasses import replace
 
     run = tmp_path_factory.mktemp("tiny_run") / "run"
     train(tiny_store, run, recipe=replace(MODELS["ststnet"].recipe, epochs=TINY_EPOCHS))
     return run
 
 
-# --- real optical-flow pairs with ground truth (../shared/data/flow) ------------------------
-def load_flow_pair(shared: Path, name: str):
-    """(I0, I1, ground truth (H, W, 2), valid mask) of 'rubberwhale' or 'sintel'."""
-    import cv2
-
-    from fastmer.motion.flo import read_flo
-
-    if name == "rubberwhale":
-        folder = shared / "data" / "flow" / "middlebury"
-        I0, I1 = cv2.imread(str(folder / "RubberWhale1.png"), 0), cv2.imread(str(folder / "RubberWhale2.png"), 0)
-        truth = read_flo(folder / "RubberWhale.flo")
-        valid = (abs(truth) < 1e9).all(axis=-1)
-    else:
-        folder = shared / "data" / "flow" / "sintel_alley_1"
-        I0, I1 = cv2.imread(str(folder / "frame_0002.png"), 0), cv2.imread(str(folder / "frame_0003.png"), 0)
-        truth = read_flo(folder / "flow_0002.flo")
-        valid = cv2.imread(str(folder / "invalid_0002.png"), 0) == 0
-    return I0, I1, truth, valid
-
-
-def epe(flow, truth, valid) -> float:
-    """Average end-point error of an (H, W, 2) or (2, H, W) flow over the valid pixels."""
-    import numpy as np
-
-    flow = np.asarray(flow)
-    if flow.shape[0] == 2 and flow.ndim == 3:
-        flow = flow.transpose(1, 2, 0)
-    return float(np.linalg.norm(flow - truth, axis=-1)[valid].mean())
+# Real optical-flow pairs with ground truth: tests/flowdata.py (load_flow_pair, epe).

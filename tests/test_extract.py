@@ -1,6 +1,7 @@
 """Extraction on a synthetic corpus: real features, and bad clips become error rows."""
 
 import csv
+import os
 import shutil
 
 import numpy as np
@@ -22,6 +23,10 @@ def test_store_rows_match_the_corpus(tiny_corpus, tiny_store):
     assert store.column("uid") == [c.uid for c in clips]  # corpus order is kept
     assert set(store.column("subject")) == {"casme2/sub01", "casme2/sub02", "casme2/sub03"}
     assert store.column("apex_source") == ["annotation"] * 9
+    assert store.column("face_angle") == [0.0] * 9 and store.column("view") == ["full"] * 9
+    assert set(store.column("decoder")) <= {"dali-cpu", "opencv"}
+    assert store.meta["params"]["face_detector"] == "opencv-haar:haarcascade_frontalface_default"
+    assert store.meta["params"]["apex"] == "auto" and store.meta["params"]["apex_estimator"] == "pca"
     assert store.channels("flow_onset_apex") == ("u", "v", "magnitude", "strain")
     features = store.tensor("flow_onset_apex")
     assert features.shape == (9, 4, 128, 128)
@@ -60,12 +65,25 @@ def test_flow_agrees_with_ground_truth(tiny_corpus, tiny_store):
     assert checked >= 6
 
 
+def set_annotation(corpus, clip, column, value):
+    """Change one cell of the synthetic corpus's coding spreadsheet."""
+    book_path = next(corpus.glob("CASME2-coding-*.xlsx"))
+    book = load_workbook(book_path)
+    sheet = book["Sheet1"]
+    header = [c.value for c in sheet[1]]
+    for r in sheet.iter_rows(min_row=2):
+        if r[header.index("Filename")].value == clip.clip_id and \
+                f"casme2/sub{int(r[header.index('Subject')].value):02d}" == clip.subject:
+            r[header.index(column)].value = value
+    book.save(book_path)
+
+
 def test_bad_clips_become_error_rows_and_the_rest_is_unchanged(tiny_corpus, tiny_store, tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_corpus, corpus)
     clips = {c.clip_id + "@" + c.subject: c for c in load("casme2", corpus)}
     victims = list(clips.values())
-    missing, unreadable, faceless, bad_annotation = victims[0], victims[4], victims[5], victims[8]
+    missing, unreadable, faceless, bad_annotation, bad_apex = victims[0], victims[4], victims[5], victims[8], victims[2]
     # 1: a frame in the middle is missing
     middle = missing.frame_numbers[len(missing.frame_numbers) // 2]
     (corpus / missing.source / f"img{middle}.jpg").unlink()
@@ -75,33 +93,96 @@ def test_bad_clips_become_error_rows_and_the_rest_is_unchanged(tiny_corpus, tiny
     import cv2
 
     cv2.imwrite(str(corpus / faceless.source / f"img{faceless.onset}.jpg"), np.full((480, 640), 90, np.uint8))
-    # 4: the annotation puts the apex after the offset
-    book_path = next(corpus.glob("CASME2-coding-*.xlsx"))
-    book = load_workbook(book_path)
-    sheet = book["Sheet1"]
-    header = [c.value for c in sheet[1]]
-    for r in sheet.iter_rows(min_row=2):
-        if r[header.index("Filename")].value == bad_annotation.clip_id and \
-                f"casme2/sub{int(r[header.index('Subject')].value):02d}" == bad_annotation.subject:
-            r[header.index("ApexFrame")].value = bad_annotation.offset + 5
-    book.save(book_path)
+    # 4: the annotation puts the offset before the onset: unusable
+    set_annotation(corpus, bad_annotation, "OffsetFrame", bad_annotation.onset - 1)
+    # 5: the apex is after the offset: spotted instead (--apex auto), the clip is kept
+    set_annotation(corpus, bad_apex, "ApexFrame", bad_apex.offset + 5)
 
     lines = []
-    summary = extract(load("casme2", corpus), tmp_path / "store", ExtractConfig(), log=lines.append)
+    loaded = load("casme2", corpus)
+    assert bad_apex.uid in loaded.report.defects["apex_outside"]
+    summary = extract(loaded, tmp_path / "store", ExtractConfig(), log=lines.append)
     assert (summary.n_ok, summary.n_failed) == (5, 4)
     store = fstore.open(tmp_path / "store")
     errors = {u: (s, e) for u, s, e in zip(store.errors.column("uid").to_pylist(), store.errors.column("stage").to_pylist(),
                                             store.errors.column("error").to_pylist())}
-    assert errors[missing.uid][0] == "decode" and f"between {missing.onset} and {missing.offset}: {middle}" in errors[missing.uid][1]
+    assert errors[missing.uid][0] == "decode" and f"frame(s) {middle} missing in {corpus / missing.source}" in errors[missing.uid][1]
     assert errors[unreadable.uid] == ("decode", errors[unreadable.uid][1]) and f"img{unreadable.offset}.jpg" in errors[unreadable.uid][1]
     assert errors[faceless.uid][0] == "face" and f"img{faceless.onset}.jpg" in errors[faceless.uid][1]
-    assert errors[bad_annotation.uid][0] == "annotation" and "apex" in errors[bad_annotation.uid][1]
-    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
-    # The good clips are stored exactly as in a clean run.
+    assert errors[bad_annotation.uid][0] == "annotation" and "is not before offset" in errors[bad_annotation.uid][1]
+    errors_logged = [line for line in lines if line.startswith("error: ")]
+    assert len(errors_logged) == 4
+    assert any(line.startswith("face detector: opencv-haar") for line in lines)
+    assert any(line.startswith("decoder: ") for line in lines)
+    assert any("apex_outside 2" in line for line in lines if line.startswith("annotations: "))
+    # The spotted apex of the clip with the bad one is recorded as such, near the truth.
+    row = store.column("uid").index(bad_apex.uid)
+    assert store.column("apex_source")[row] == "spotted:pca"
+    assert abs(store.column("apex")[row] - bad_apex.apex) <= 2  # bad_apex.apex: the original annotation
+    # The other good clips are stored exactly as in a clean run.
     clean = fstore.open(tiny_store)
     clean_rows = dict(zip(clean.column("uid"), clean.tensor("flow_onset_apex")))
     for uid, features in zip(store.column("uid"), store.tensor("flow_onset_apex")):
-        np.testing.assert_array_equal(features.numpy(), clean_rows[uid].numpy())
+        if uid != bad_apex.uid:
+            np.testing.assert_array_equal(features.numpy(), clean_rows[uid].numpy())
+
+
+def test_apex_policies(tiny_corpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    clips = list(load("casme2", corpus))
+    set_annotation(corpus, clips[3], "ApexFrame", "/")
+    loaded = load("casme2", corpus)
+    strict = extract(loaded, tmp_path / "strict", ExtractConfig(apex="annotation", size=64))
+    assert strict.n_failed == 1 and strict.failures[0]["uid"] == clips[3].uid
+    assert "no valid apex annotated" in strict.failures[0]["error"]
+    spotted = extract(loaded, tmp_path / "spot", ExtractConfig(apex="spot", apex_estimator="regions", size=64))
+    store = fstore.open(tmp_path / "spot")
+    assert spotted.n_failed == 0 and store.column("apex_source") == ["spotted:regions"] * 9
+    assert "apex_estimator" not in fstore.open(tmp_path / "strict").meta["params"]
+    # the synthetic annotation is the true apex
+    errors = [abs(a - c.apex) for a, c in zip(store.column("apex"), clips, strict=True)]
+    assert sum(e <= 2 for e in errors) >= 8, errors
+
+
+def side_by_side_corpus(tiny_corpus, root, clips):
+    """The tiny corpus with every frame placed twice side by side (a mirrored copy on the right)."""
+    import cv2
+
+    shutil.copytree(tiny_corpus, root)
+    for clip in clips:
+        for path in clip.frame_paths:
+            target = root / os.path.relpath(path, tiny_corpus)
+            frame = cv2.imread(str(path))
+            cv2.imwrite(str(target), np.concatenate([frame, frame[:, ::-1]], axis=1))
+    return root
+
+
+def test_views_split_crops_each_half(tiny_corpus, tiny_store, tmp_path):
+    clips = list(load("casme2", tiny_corpus))[:3]
+    corpus = side_by_side_corpus(tiny_corpus, tmp_path / "corpus", clips)
+    wide = [c for c in load("casme2", corpus) if c.uid in {k.uid for k in clips}]
+    summary = extract(wide, tmp_path / "store", ExtractConfig(views="split", apex="spot"))
+    assert (summary.n_ok, summary.n_rows, summary.n_failed) == (3, 6, 0)
+    store = fstore.open(tmp_path / "store")
+    assert store.column("uid") == [f"{c.uid}@{v}" for c in clips for v in ("left", "right")]
+    assert store.column("view") == ["left", "right"] * 3
+    boxes, apexes = store.column("face_box"), store.column("apex")
+    features = store.tensor("flow_onset_apex").numpy()
+    for i in range(0, 6, 2):
+        left, right = boxes[i], boxes[i + 1]
+        # each half is cropped on its own: boxes are in half-frame coordinates and mirror each other
+        assert abs(left[2] - right[2]) <= 6 and abs((left[0] + left[2] / 2) + (right[0] + right[2] / 2) - 640) <= 8
+        assert apexes[i] == apexes[i + 1]  # one apex per clip from the summed curves
+        u_left, u_right = features[i, 0], features[i + 1, 0]
+        # the right view is the mirrored left: the same motion, mirrored (u negated)
+        assert np.corrcoef(u_left.ravel(), -u_right[:, ::-1].ravel())[0, 1] > 0.3
+        magnitude_left, magnitude_right = features[i, 2], features[i + 1, 2][:, ::-1]
+        assert np.corrcoef(magnitude_left.ravel(), magnitude_right.ravel())[0, 1] > 0.8
+        assert 0.9 < magnitude_left.mean() / magnitude_right.mean() < 1.1
+    clean = fstore.open(tiny_store)
+    assert apexes[::2] == clean.column("apex")[:3] or all(
+        abs(a - b) <= 2 for a, b in zip(apexes[::2], clean.column("apex")[:3], strict=True))
 
 
 def test_float16_store_and_config_validation(tiny_corpus, tmp_path):
@@ -110,6 +191,7 @@ def test_float16_store_and_config_validation(tiny_corpus, tmp_path):
     store = fstore.open(tmp_path / "s16")
     assert store.numpy("flow_onset_apex").dtype == np.float16 and store.numpy("flow_onset_apex").shape == (2, 4, 64, 64)
     for bad in ({"size": 8}, {"dtype": "int8"}, {"face_scale": 9.0}, {"flow_backend": "magic"}, {"workers": 0},
-                {"flow_preset": "raft"}, {"device": "tpu"}):
+                {"flow_preset": "raft"}, {"device": "tpu"}, {"decoder": "ffmpeg"}, {"face_detector": "dlib"},
+                {"face_box": "each"}, {"views": "quad"}, {"apex": "guess"}, {"apex_estimator": "magic"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ExtractConfig(**bad)

@@ -24,6 +24,7 @@ COMMANDS = {
     "export": ("fastmer.cli.export", "Export a trained run's model to ONNX."),
     "infer": ("fastmer.cli.infer", "Score a feature store with an exported engine."),
     "demo": ("fastmer.cli.demo", "Run synth -> extract -> train -> export -> infer on a small corpus."),
+    "models": ("fastmer.cli.models", "List and download (checksummed) the model files fastmer uses."),
     "info": ("fastmer.cli.info", "Versions, native op backends and optional components."),
 }
 

@@ -7,53 +7,100 @@ import sys
 import click
 
 from fastmer.cli import CONTEXT
-from fastmer.config import FLOW_BACKENDS, STORE_DTYPES, TVL1_PRESETS, ExtractConfig
+from fastmer.config import (
+    APEX_ESTIMATORS,
+    APEX_MODES,
+    DECODERS,
+    FACE_BOX_MODES,
+    FACE_DETECTORS,
+    FLOW_BACKENDS,
+    STORE_DTYPES,
+    TVL1_PRESETS,
+    VIEW_MODES,
+    ExtractConfig,
+)
 from fastmer.datasets import DATASETS
 
 DEFAULTS = ExtractConfig()
+# Loaders that read one coding spreadsheet (the others have none, or several: megc2019).
+TAKES_SPREADSHEET = ("casme2", "samm", "mmew", "casme3", "4dme")
 
 
 @click.command("extract", context_settings=CONTEXT)
-@click.argument("root", type=click.Path(exists=True, file_okay=False))
-@click.option("--dataset", "-d", type=click.Choice(sorted(DATASETS)), default="casme2", help="Layout of ROOT.")
+@click.argument("root", type=click.Path(exists=True))
+@click.option("--dataset", "-d", type=click.Choice(list(DATASETS)), default="casme2",
+              help="Layout of ROOT (manifest: ROOT is a CSV/TSV/Parquet file listing the clips).")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Feature store to create.")
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Coding spreadsheet [default: searched in ROOT and its parent].")
+              help=f"Coding spreadsheet ({', '.join(TAKES_SPREADSHEET)}) [default: searched in ROOT and its parent].")
+@click.option("--protocol", default=None,
+              help="Label protocol: keep only the clips it maps (e.g. casme2-5class) [default: the dataset's own].")
 @click.option("--size", type=click.IntRange(16, 1024), default=DEFAULTS.size, help="Face crop side, pixels.")
 @click.option("--dtype", type=click.Choice(STORE_DTYPES), default=DEFAULTS.dtype, help="Stored precision.")
+@click.option("--decoder", type=click.Choice(DECODERS), default=DEFAULTS.decoder,
+              help="Frame decoder (auto: DALI when installed and able, else PyAV/OpenCV).")
+@click.option("--face-detector", type=click.Choice(FACE_DETECTORS), default=DEFAULTS.face_detector,
+              help="auto: YuNet when --face-model is given or the model is cached, else the Haar cascade.")
+@click.option("--face-model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YuNet ONNX model [default: the cached one, see `fastmer models fetch yunet`].")
+@click.option("--face-box", type=click.Choice(FACE_BOX_MODES), default=DEFAULTS.face_box,
+              help="One box per clip: from the onset frame, or the union over frames sampled across the clip.")
 @click.option("--face-scale", type=click.FloatRange(0.5, 3.0), default=DEFAULTS.face_scale,
               help="Crop side relative to the detected face box.")
+@click.option("--align/--no-align", default=DEFAULTS.align, help="Rotate each clip's crop so the eyes are level.")
+@click.option("--views", type=click.Choice(VIEW_MODES), default=DEFAULTS.views,
+              help="split: frames hold two views side by side (4DME); each becomes its own row.")
+@click.option("--apex", type=click.Choice(APEX_MODES), default=DEFAULTS.apex,
+              help="auto: spot the apex where the annotation lacks a valid one; spot: always; "
+                   "annotation: never (a clip without one fails).")
+@click.option("--apex-estimator", type=click.Choice(APEX_ESTIMATORS), default=DEFAULTS.apex_estimator,
+              help="Motion curve the apex is spotted on.")
 @click.option("--flow-backend", type=click.Choice(FLOW_BACKENDS), default=DEFAULTS.flow_backend,
               help="Optical flow implementation.")
 @click.option("--flow-preset", type=click.Choice(TVL1_PRESETS), default=DEFAULTS.flow_preset,
               help="TV-L1 parameters (TV-L1 backends).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device,
-              help="Where fastmer's TV-L1 runs (auto: CUDA when available).")
+              help="Where fastmer's TV-L1 (and DALI decoding) runs (auto: CUDA when available).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Clips in parallel [default: CPU count].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s on stderr.")
-def command(root, dataset, out, annotations, size, dtype, face_scale, flow_backend, flow_preset, device, workers,
-            overwrite, progress):
+def command(root, dataset, out, annotations, protocol, size, dtype, decoder, face_detector, face_model, face_box,
+            face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, overwrite,
+            progress):
     """Extract features of the corpus at ROOT into the feature store --out.
 
-    Per clip: frames from onset to offset, one face box found on the onset frame and used
-    for every frame, the apex (annotated, else spotted), and the TV-L1 flow onset->apex
-    stored with its magnitude and optical strain. A clip that fails (missing or unreadable
-    frames, no face, bad annotation) becomes a row in the store's errors table; the run
-    goes on and exits with status 3.
+    Per clip: frames from onset to offset, one face box per clip (and view) used for
+    every frame, the apex (annotated, or spotted, see --apex), and the TV-L1 flow
+    onset->apex stored with its magnitude and optical strain. A clip that fails (missing
+    or unreadable frames, no face, bad annotation) becomes a row in the store's errors
+    table; the run goes on and exits with status 3.
     """
+    from pathlib import Path  # noqa: PLC0415
+
     from fastmer.datasets import load  # noqa: PLC0415
     from fastmer.extract import extract  # noqa: PLC0415
 
-    options = {"spreadsheet": annotations} if annotations else {}
+    if dataset == "manifest" and Path(root).is_dir():
+        raise click.BadParameter(f"{root} is a folder; with --dataset manifest ROOT is the manifest file", param_hint="ROOT")
+    if dataset != "manifest" and not Path(root).is_dir():
+        raise click.BadParameter(f"{root} is a file; --dataset {dataset} reads a corpus folder", param_hint="ROOT")
+    options = {}
+    if annotations:
+        if dataset not in TAKES_SPREADSHEET:
+            raise click.BadParameter(f"--dataset {dataset} takes no single coding spreadsheet",
+                                     param_hint="--annotations")
+        options["spreadsheet"] = annotations
     try:
-        clips = load(dataset, root, **options)
-        config = ExtractConfig(size=size, dtype=dtype, face_scale=face_scale, flow_backend=flow_backend,
+        clips = load(dataset, root, protocol, **options)
+        config = ExtractConfig(size=size, dtype=dtype, decoder=decoder, face_detector=face_detector,
+                               face_model=face_model, face_box=face_box, face_scale=face_scale, align=align,
+                               views=views, apex=apex, apex_estimator=apex_estimator, flow_backend=flow_backend,
                                flow_preset=flow_preset, device=device, workers=workers)
         summary = extract(clips, out, config, overwrite=overwrite, progress=progress)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{summary.n_ok} of {summary.n_clips} clips extracted to {out} in {summary.seconds:.1f} s "
+    rows = f" ({summary.n_rows} rows)" if summary.n_rows != summary.n_ok else ""
+    click.echo(f"{summary.n_ok} of {summary.n_clips} clips extracted{rows} to {out} in {summary.seconds:.1f} s "
                f"({summary.clips_per_s:.1f} clips/s); {summary.n_failed} failed")
     if summary.n_failed:
         click.echo(f"failed clips are listed in {out}/errors", err=True)

@@ -15,7 +15,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from fastmer.datasets._common import frame_number, list_frames, note_defects, read_sheet, require_columns
 from fastmer.datasets.clip import Clip
+from fastmer.datasets.labels import split_labels
+from fastmer.datasets.report import ClipList, Defect, LoadReport
 
 NAME = "casme2"
 FPS = 200.0
@@ -33,58 +36,18 @@ def find_spreadsheet(root: Path) -> Path:
     raise FileNotFoundError(f"no {SPREADSHEET_GLOB} in {root} or {root.parent}; pass the spreadsheet explicitly")
 
 
-def _frame_number(value: object) -> int | None:
-    """Spreadsheet frame cell -> int; '/', blanks and non-positive numbers mean unknown."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = int(value)
-        return number if number == value and number > 0 else None
-    text = str(value).strip()
-    return int(text) if text.isdigit() and int(text) > 0 else None
-
-
-def _subject_folder(value: object) -> str:
-    """Subject cell ('01', 1, 'sub01') -> folder name 'sub01'."""
+def subject_folder(value: object) -> tuple[str, bool]:
+    """Subject cell ('01', 1, 'sub01') -> (folder name 'sub01', whether it was text)."""
+    was_text = isinstance(value, str)
     text = str(int(value)) if isinstance(value, (int, float)) else str(value).strip()
     if text.lower().startswith("sub"):
         text = text[3:]
     if not text.isdigit():
         raise ValueError(f"unrecognised Subject value {value!r}")
-    return f"sub{int(text):02d}"
+    return f"sub{int(text):02d}", was_text
 
 
-def list_frames(folder: Path) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """Frame numbers and paths in a clip folder, ascending; empty when the folder is missing."""
-    if not folder.is_dir():
-        return (), ()
-    frames = sorted(
-        (int(m.group(1)), str(p)) for p in folder.iterdir() if (m := _FRAME_RE.match(p.name)) is not None
-    )
-    return tuple(n for n, _ in frames), tuple(p for _, p in frames)
-
-
-def read_coding(spreadsheet: Path) -> list[dict[str, object]]:
-    """Rows of the coding sheet as dicts keyed by header (ValueError naming the file)."""
-    from openpyxl import load_workbook  # noqa: PLC0415  (slow import, only needed here)
-
-    try:
-        workbook = load_workbook(spreadsheet, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises several unrelated types for bad files
-        raise ValueError(f"cannot read the coding spreadsheet {spreadsheet}: {exc}") from exc
-    try:
-        sheet = workbook["Sheet1"] if "Sheet1" in workbook.sheetnames else workbook.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"{spreadsheet}: missing column(s) {', '.join(missing)} in sheet {sheet.title!r}")
-        return [dict(zip(header, row)) for row in rows if any(v is not None for v in row)]
-    finally:
-        workbook.close()
-
-
-def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> list[Clip]:
+def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList:
     """List the clips of a CASME II-layout corpus.
 
     Args:
@@ -92,37 +55,33 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> list[Cli
         spreadsheet: coding spreadsheet; searched in ``root`` and its parent if None.
 
     Returns:
-        One :class:`Clip` per spreadsheet row, in sheet order. Clips whose folder or
-        annotation is unusable are still returned; extraction turns them into error rows.
+        One :class:`Clip` per spreadsheet row, in sheet order, with annotation defects
+        noted (never raised); ``.report`` counts them.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} is not a directory")
     sheet = Path(spreadsheet) if spreadsheet is not None else find_spreadsheet(root)
+    rows = read_sheet(sheet, "Sheet1" if spreadsheet is None else None)
+    require_columns(rows, REQUIRED_COLUMNS, sheet)
+    report = LoadReport(NAME, rows=len(rows))
     clips = []
-    for i, row in enumerate(read_coding(sheet), start=2):
+    for i, row in enumerate(rows, start=2):
         try:
-            subject = _subject_folder(row["Subject"])
+            subject, was_text = subject_folder(row["Subject"])
         except ValueError as exc:
             raise ValueError(f"{sheet}, row {i}: {exc}") from None
         clip_id = str(row["Filename"]).strip()
         folder = root / subject / clip_id
-        numbers, paths = list_frames(folder)
-        emotion = str(row["Estimated Emotion"] or "").strip().lower()
-        clips.append(
-            Clip(
-                dataset=NAME,
-                subject=f"{NAME}/{subject}",
-                clip_id=clip_id,
-                source=str(folder),
-                frame_numbers=numbers,
-                frame_paths=paths,
-                onset=_frame_number(row["OnsetFrame"]),
-                apex=_frame_number(row["ApexFrame"]),
-                offset=_frame_number(row["OffsetFrame"]),
-                labels=(emotion,) if emotion else (),
-                action_units=str(row.get("Action Units") or "").strip(),
-                fps=FPS,
-            )
+        numbers, paths = list_frames(folder, _FRAME_RE)
+        clip = Clip(
+            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=clip_id, source=str(folder),
+            frame_numbers=numbers, frame_paths=paths, onset=frame_number(row["OnsetFrame"]),
+            apex=frame_number(row["ApexFrame"]), offset=frame_number(row["OffsetFrame"]),
+            labels=split_labels(row["Estimated Emotion"]), action_units=str(row.get("Action Units") or "").strip(),
+            fps=FPS,
         )
-    return clips
+        if was_text:
+            report.note(Defect.SUBJECT_ID_TEXT, clip.uid)
+        clips.append(note_defects(clip, report))
+    return ClipList(clips, report)

@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastmer.errors import ClipError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+VIEWS = ("full", "left", "right")
 
 
 @dataclass(frozen=True)
 class Clip:
     """One micro-expression clip as listed by a dataset's annotations.
 
-    Frame numbers are the dataset's own (CASME II ``img46.jpg`` is frame 46); ``onset``,
-    ``apex`` and ``offset`` use the same numbering.
+    For image sequences, frame numbers are the dataset's own (CASME II ``img46.jpg`` is
+    frame 46); for a video file they are 0-based frame indices. ``onset``, ``apex`` and
+    ``offset`` use the same numbering.
 
     Attributes:
         dataset: dataset name, e.g. ``"casme2"``.
-        subject: subject namespaced by dataset, e.g. ``"casme2/sub01"``, so subjects of
-            different corpora never collide in composite protocols.
+        subject: subject namespaced by dataset, e.g. ``"casme2/sub01"``, ``"samm/006"``,
+            ``"smic/s1"``, so subjects of different corpora never collide in composites.
         clip_id: clip name, unique within the subject (``"EP02_01f"``).
-        source: the clip's frame folder (or video file).
-        frame_numbers: numbers of the frames found in ``source``, ascending.
-        frame_paths: path of each of those frames.
-        onset, apex, offset: annotated frame numbers; ``apex`` is None when not annotated
-            (it is then spotted from the frames), onset/offset None when unusable.
-        labels: annotated emotion words, lower case (one, or several for multi-label sets).
+        source: the clip's frame folder or video file.
+        frame_numbers: numbers of the frames found in ``source`` (image sequences),
+            ascending; empty for a video file.
+        frame_paths: path of each of those frames; empty for a video file.
+        onset, apex, offset: annotated frame numbers; ``apex`` is None when not annotated,
+            onset/offset None when unusable. Validity is checked at extraction.
+        labels: annotated emotions, canonical lower-case words (see
+            :func:`fastmer.datasets.labels.normalize_emotion`); several for multi-label sets.
         action_units: FACS action units as annotated (``"4+7"``).
-        view: camera view (``"full"`` unless the corpus has several).
-        fps: frame rate of the corpus.
+        view: ``"full"``, or ``"left"``/``"right"``: the half of side-by-side frames (4DME).
+        fps: frame rate of the corpus (0 if unknown).
+        notes: annotation defects found while loading (kinds of
+            :class:`fastmer.datasets.report.Defect`), for reports and error messages.
     """
 
     dataset: str
@@ -51,11 +62,30 @@ class Clip:
         key = f"{self.subject}/{self.clip_id}"
         return key if self.view == "full" else f"{key}@{self.view}"
 
-    def validate_annotation(self) -> tuple[int, int | None, int]:
-        """Check onset <= apex <= offset and that all three lie in the clip's frames.
+    @property
+    def is_video(self) -> bool:
+        """Whether ``source`` is a video file (else a folder of frame images)."""
+        return Path(self.source).suffix.lower() in VIDEO_EXTENSIONS
 
-        Returns:
-            ``(onset, apex, offset)`` frame numbers.
+    def with_view(self, view: str) -> Clip:
+        """The same clip restricted to one half of side-by-side frames."""
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        return dataclasses.replace(self, view=view)
+
+    @property
+    def apex_is_valid(self) -> bool:
+        """An annotated apex strictly after the onset and not after the offset."""
+        return (
+            self.apex is not None and self.onset is not None and self.offset is not None
+            and self.onset < self.apex <= self.offset
+        )
+
+    def validate_annotation(self) -> tuple[int, int | None, int]:
+        """Check that onset < offset; returns ``(onset, apex or None, offset)``.
+
+        The apex is returned only when :attr:`apex_is_valid`; callers spot it otherwise
+        (or reject the clip, see ``fastmer extract --apex``).
 
         Raises:
             ClipError: stage ``annotation``, with the offending values.
@@ -64,14 +94,10 @@ class Clip:
             raise ClipError("annotation", f"{self.uid}: onset/offset not annotated (onset={self.onset}, offset={self.offset})")
         if not self.onset < self.offset:
             raise ClipError("annotation", f"{self.uid}: onset {self.onset} is not before offset {self.offset}")
-        if self.apex is not None and not self.onset < self.apex <= self.offset:
-            raise ClipError(
-                "annotation", f"{self.uid}: apex {self.apex} is not in (onset {self.onset}, offset {self.offset}]"
-            )
-        return self.onset, self.apex, self.offset
+        return self.onset, self.apex if self.apex_is_valid else None, self.offset
 
     def paths_between(self, first: int, last: int) -> list[str]:
-        """Paths of frames ``first..last`` (inclusive), all of which must exist.
+        """Paths of frames ``first..last`` (inclusive) of an image sequence, all of which must exist.
 
         Raises:
             ClipError: stage ``decode``, naming the folder and the missing frame numbers.

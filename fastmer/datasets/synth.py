@@ -579,7 +579,7 @@ def _photo_bgr() -> np.ndarray:
         img = cv2.imread(os.path.join(root, "data", "astronaut.png"), cv2.IMREAD_COLOR)
         if img is not None and img.shape == (_PHOTO_SIZE, _PHOTO_SIZE, 3):
             return img.astype(np.float32)
-    from skimage import data
+    from skimage import data  # noqa: PLC0415
 
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR).astype(np.float32)
 
@@ -642,7 +642,7 @@ class _LocalField:
         # would silently promote every ROI-sized temporary to float64 (NEP 50).
         m = self.to_photo
         self._coef = []
-        for c, isg in zip(centres, inv_sig):
+        for c, isg in zip(centres, inv_sig, strict=True):
             row_x = (m[0] - np.array([0.0, 0.0, c[0]])) * isg[0]  # ex = row_x . (qx, qy, 1)
             row_y = (m[1] - np.array([0.0, 0.0, c[1]])) * isg[1]
             self._coef.append(tuple(np.float32(v) for v in (*row_x, *row_y)))
@@ -660,7 +660,7 @@ class _LocalField:
         """``L(q)`` for frame points ``q``: two float32 arrays (u, v) shaped like ``qx``."""
         u = np.zeros(qx.shape, np.float32)
         v = np.zeros(qx.shape, np.float32)
-        for (a0, a1, a2, b0, b1, b2), d in zip(self._coef, self._dirs):
+        for (a0, a1, a2, b0, b1, b2), d in zip(self._coef, self._dirs, strict=True):
             ex = a0 * qx + a1 * qy + a2
             ey = b0 * qx + b1 * qy + b2
             ex *= ex
@@ -862,7 +862,7 @@ def _init_worker() -> None:
 def _main_is_reimportable() -> bool:
     """Whether spawned workers can re-run the caller's main module (not so for a script
     read from stdin or an embedded interpreter's pseudo-file)."""
-    import __main__
+    import __main__  # noqa: PLC0415
 
     path = getattr(__main__, "__file__", None)
     return path is None or Path(path).is_file()
@@ -871,12 +871,12 @@ def _main_is_reimportable() -> bool:
 def _make_pool(workers: int):
     """Processes when possible (rendering holds the GIL in numpy), else threads."""
     if _main_is_reimportable():
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing  # noqa: PLC0415
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
         # spawn: forking a parent that runs OpenCV/torch threads can deadlock.
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     _init_worker()  # threads share the process: OpenCV's own pool off for the run
     return ThreadPoolExecutor(workers)
@@ -956,7 +956,7 @@ def _write_clips_csv(path: Path, cfg: SynthConfig, clips: Iterable[_Clip]) -> No
 
 
 def _write_spreadsheet(path: Path, clips: Iterable[_Clip]) -> None:
-    from openpyxl import Workbook  # lazy: only needed here
+    from openpyxl import Workbook  # lazy: only needed here  # noqa: PLC0415
 
     wb = Workbook()
     ws = wb.active
@@ -1056,7 +1056,7 @@ def generate(
         clips = [c for s in subjects for c in _plan_clips(cfg, s)]
         jobs = _map(pool, _render_clip, [cfg] * len(clips), clips, [str(tmp)] * len(clips))
         if progress:
-            from tqdm import tqdm
+            from tqdm import tqdm  # noqa: PLC0415
 
             jobs = tqdm(jobs, total=len(clips), desc="synth clips", unit="clip")
         n_frames = sum(jobs)

@@ -1,4 +1,8 @@
-"""Reading image-sequence clips (CASME II, SAMM, SMIC store one image per frame)."""
+"""Reading single image files with OpenCV (CASME II, SAMM, SMIC store one image per frame).
+
+These are the OpenCV image engine's primitives; :func:`fastmer.decode.open_frames` picks an
+engine (DALI or OpenCV) and reads whole clips.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,27 @@ from fastmer.errors import ClipError
 
 
 def read_gray(path: str) -> np.ndarray:
-    """One frame as an ``(H, W)`` uint8 grayscale array.
+    """One frame as an ``(H, W)`` uint8 grayscale array (OpenCV's grayscale decoding).
 
     Raises:
         ClipError: stage ``decode`` naming the file when it is missing or undecodable.
     """
-    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ClipError("decode", f"cannot read image {path} (missing, empty or not an image)")
     return image
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """One frame as an ``(H, W, 3)`` uint8 RGB array.
+
+    Raises:
+        ClipError: stage ``decode`` naming the file when it is missing or undecodable.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ClipError("decode", f"cannot read image {path} (missing, empty or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_sequence(paths: Sequence[str]) -> np.ndarray:

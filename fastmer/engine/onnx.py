@@ -119,7 +119,7 @@ class OnnxEngine:
         try:
             self.session = ort.InferenceSession(_model if _model is not None else str(self.path), options,
                                                 providers=providers)
-        except Exception as exc:  # noqa: BLE001  (ORT raises its own hierarchy)
+        except Exception as exc:
             raise ValueError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:

@@ -1,17 +1,79 @@
-"""Face detection with OpenCV's Haar cascade (bundled with opencv-contrib-python-headless 4.x)."""
+"""Face detectors: OpenCV YuNet (with five landmarks) and the bundled Haar cascades.
+
+Both are thread-safe (one OpenCV object per thread, as OpenCV requires) and accept a
+grayscale ``(H, W)`` or colour ``(H, W, 3)`` uint8 image. :func:`make_detector` picks one
+and says why, so extraction can log it.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from fastmer.config import FACE_DETECTORS
 from fastmer.errors import ClipError
 from fastmer.face.crop import FaceBox
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+EYE_CASCADE = "haarcascade_eye.xml"
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face.
+
+    Attributes:
+        box: the detector's box.
+        score: detection confidence (YuNet: in [0, 1]; Haar: the number of neighbours).
+        eyes: ``((x, y), (x, y))`` eye centres, image-left eye first, or None when unknown.
+        landmarks: YuNet's ``(5, 2)`` landmarks (subject's right eye, left eye, nose tip,
+            right and left mouth corners), or None.
+    """
+
+    box: FaceBox
+    score: float
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None
+    landmarks: np.ndarray | None = None
+
+    @property
+    def eye_angle(self) -> float | None:
+        """Angle in degrees of the line from the image-left to the image-right eye (image
+        coordinates, y down: positive when the right-hand eye is lower), or None."""
+        if self.eyes is None:
+            return None
+        (x0, y0), (x1, y1) = self.eyes
+        return math.degrees(math.atan2(y1 - y0, x1 - x0))
+
+
+def iou(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two boxes."""
+    w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    inter = max(w, 0) * max(h, 0)
+    return inter / (a.area + b.area - inter) if inter else 0.0
+
+
+def _as_gray(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def _as_bgr(image: np.ndarray, rgb: bool) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb else image
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+        image.ndim == 3 and image.shape[2] != 3
+    ):
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"expected a uint8 (H, W) or (H, W, 3) image, got {type(image).__name__} {shape}")
 
 
 def cascade_path(name: str = DEFAULT_CASCADE) -> Path:
@@ -26,8 +88,28 @@ def cascade_path(name: str = DEFAULT_CASCADE) -> Path:
     return path
 
 
-class HaarFaceDetector:
-    """Frontal-face detector; thread-safe (one cascade per thread, as OpenCV requires).
+class FaceDetector:
+    """Common interface: ``detect`` (all faces, best first) and ``largest``."""
+
+    name = "detector"
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        raise NotImplementedError
+
+    def largest(self, image: np.ndarray, *, where: str = "image") -> Face:
+        """The largest face; ClipError (stage ``face``) naming ``where`` when there is none."""
+        faces = self.detect(image)
+        if not faces:
+            raise ClipError("face", f"no face detected in {where} ({self.name})")
+        return max(faces, key=lambda f: f.box.area)
+
+    def find_eyes(self, image: np.ndarray, face: Face) -> Face:
+        """``face`` with its eyes located if the detector did not give them (default: as is)."""
+        return face
+
+
+class HaarFaceDetector(FaceDetector):
+    """Viola-Jones frontal-face detector with OpenCV's bundled cascade; eyes by the eye cascade.
 
     Args:
         cascade: file name of a cascade in ``cv2.data.haarcascades``.
@@ -35,40 +117,150 @@ class HaarFaceDetector:
         min_size_frac: smallest face side as a fraction of the image's short side.
     """
 
-    def __init__(
-        self,
-        cascade: str = DEFAULT_CASCADE,
-        scale_factor: float = 1.1,
-        min_neighbors: int = 5,
-        min_size_frac: float = 0.15,
-    ) -> None:
+    name = "opencv-haar"
+
+    def __init__(self, cascade: str = DEFAULT_CASCADE, scale_factor: float = 1.1, min_neighbors: int = 5,
+                 min_size_frac: float = 0.15) -> None:
         self.path = cascade_path(cascade)
+        self.eye_path = cascade_path(EYE_CASCADE)
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size_frac = min_size_frac
+        self.name = f"opencv-haar:{Path(cascade).stem}"
         self._local = threading.local()
 
-    def _cascade(self) -> cv2.CascadeClassifier:
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = cv2.CascadeClassifier(str(self.path))
+    def _cascade(self, path: Path) -> cv2.CascadeClassifier:
+        cache = self._local.__dict__.setdefault("cascades", {})
+        if path not in cache:
+            cascade = cv2.CascadeClassifier(str(path))
             if cascade.empty():
-                raise RuntimeError(f"OpenCV could not load the cascade {self.path}")
-            self._local.cascade = cascade
-        return cascade
+                raise RuntimeError(f"OpenCV could not load the cascade {path}")
+            cache[path] = cascade
+        return cache[path]
 
-    def detect(self, gray: np.ndarray) -> list[FaceBox]:
-        """All faces in an ``(H, W)`` uint8 image, largest first."""
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces, largest first (eyes not located; see :meth:`find_eyes`)."""
+        _check_image(image)
+        gray = _as_gray(image)
         side = int(self.min_size_frac * min(gray.shape))
-        found = self._cascade().detectMultiScale(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+        found, _, weights = self._cascade(self.path).detectMultiScale3(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
+            outputRejectLevels=True,
         )
-        boxes = [FaceBox(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
-        return sorted(boxes, key=lambda b: b.area, reverse=True)
+        faces = [Face(FaceBox(int(x), int(y), int(w), int(h)), float(s))
+                 for (x, y, w, h), s in zip(found, np.ravel(weights), strict=True)]
+        return sorted(faces, key=lambda f: f.box.area, reverse=True)
 
-    def largest(self, gray: np.ndarray, *, where: str = "image") -> FaceBox:
-        """The largest face; ClipError (stage ``face``) naming ``where`` when there is none."""
-        boxes = self.detect(gray)
-        if not boxes:
-            raise ClipError("face", f"no face detected in {where}")
-        return boxes[0]
+    def find_eyes(self, image: np.ndarray, face: Face) -> Face:
+        """Eyes from the eye cascade in the upper half of the face box: the largest
+        detection in each half (left, right); unchanged when either is missing."""
+        gray = _as_gray(image)
+        b = face.box
+        top = gray[b.y : b.y + b.h // 2 + b.h // 10, b.x : b.x + b.w]
+        side = max(b.w // 10, 8)
+        found = self._cascade(self.eye_path).detectMultiScale(top, scaleFactor=1.05, minNeighbors=4,
+                                                              minSize=(side, side), maxSize=(b.w // 2, b.w // 2))
+        halves: dict[int, tuple[int, tuple[float, float]]] = {}
+        for x, y, w, h in found:
+            centre = (b.x + x + w / 2, b.y + y + h / 2)
+            half = int(centre[0] >= b.x + b.w / 2)
+            if w * h > halves.get(half, (0, None))[0]:
+                halves[half] = (w * h, centre)
+        if len(halves) < 2:
+            return face
+        return Face(face.box, face.score, (halves[0][1], halves[1][1]), face.landmarks)
+
+
+class YuNetFaceDetector(FaceDetector):
+    """OpenCV's YuNet CNN detector (``cv2.FaceDetectorYN``): faces with five landmarks.
+
+    More robust than Haar to pose and lighting, and its eye landmarks give the alignment
+    angle directly. Large images are shrunk so that the long side is at most ``max_side``
+    (YuNet finds faces >= ~10 px; micro-expression faces fill much of the frame).
+
+    Args:
+        model: the ONNX file (``fastmer models fetch yunet`` puts it in the cache).
+        score_threshold: minimum confidence.
+        nms_threshold: IoU for non-maximum suppression.
+        max_side: long side the image is resized to before detection, if larger.
+        rgb: colour images are RGB (fastmer's decoders) rather than BGR (OpenCV's).
+    """
+
+    def __init__(self, model: str | Path, score_threshold: float = 0.7, nms_threshold: float = 0.3,
+                 max_side: int = 640, rgb: bool = True) -> None:
+        self.model = Path(model)
+        if not self.model.is_file():
+            raise FileNotFoundError(f"YuNet model {self.model} not found (fastmer models fetch yunet)")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise RuntimeError(f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs OpenCV >= 4.5.4)")
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_side = max_side
+        self.rgb = rgb
+        self.name = f"opencv-yunet:{self.model.stem}"
+        self._local = threading.local()
+        self._net(64, 64)  # fail now, not in a worker thread, if OpenCV cannot read the file
+
+    def _net(self, width: int, height: int) -> cv2.FaceDetectorYN:
+        net = getattr(self._local, "net", None)
+        if net is None:
+            try:
+                net = cv2.FaceDetectorYN.create(str(self.model), "", (width, height), self.score_threshold,
+                                                self.nms_threshold, 5000)
+            except cv2.error as exc:
+                raise ValueError(f"OpenCV cannot load the YuNet model {self.model}: {exc}") from exc
+            self._local.net = net
+        net.setInputSize((width, height))
+        return net
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces, most confident first, with their landmarks and eyes."""
+        _check_image(image)
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        bgr = _as_bgr(image, self.rgb)
+        if scale < 1.0:
+            bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        _, found = self._net(bgr.shape[1], bgr.shape[0]).detect(bgr)
+        faces = []
+        for row in found if found is not None else ():
+            x, y, w, h = (row[:4] / scale).tolist()
+            x0, y0 = max(int(math.floor(x)), 0), max(int(math.floor(y)), 0)
+            x1, y1 = min(int(math.ceil(x + w)), width), min(int(math.ceil(y + h)), height)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            landmarks = (row[4:14].reshape(5, 2) / scale).astype(np.float64)
+            # Landmark 0 is the subject's right eye, which is on the image's left.
+            eyes = tuple(sorted((tuple(landmarks[0]), tuple(landmarks[1]))))
+            faces.append(Face(FaceBox(x0, y0, x1 - x0, y1 - y0), float(row[14]), eyes, landmarks))  # type: ignore[arg-type]
+        return sorted(faces, key=lambda f: f.score, reverse=True)
+
+
+def default_yunet_model() -> Path | None:
+    """The YuNet model in the user cache, if it was fetched."""
+    from fastmer.hub import cached  # noqa: PLC0415
+
+    return cached("yunet")
+
+
+def make_detector(name: str = "auto", model: str | Path | None = None) -> tuple[FaceDetector, str]:
+    """A face detector and the reason it was chosen.
+
+    ``auto``: YuNet with ``model`` if given, else with the cached model
+    (``fastmer models fetch yunet``), else the bundled Haar cascade. ``yunet`` requires a
+    model (given or cached); ``haar`` ignores ``model``.
+
+    Raises:
+        ValueError: unknown name, or ``yunet`` without a model file.
+    """
+    if name not in FACE_DETECTORS:
+        raise ValueError(f"face detector must be one of {', '.join(FACE_DETECTORS)}, got {name!r}")
+    if name == "haar":
+        return HaarFaceDetector(), "requested"
+    path = Path(model) if model is not None else default_yunet_model()
+    if path is not None:
+        origin = "the given model" if model is not None else f"the cached model {path}"
+        return YuNetFaceDetector(path), "requested" if name == "yunet" else f"YuNet with {origin}"
+    if name == "yunet":
+        raise ValueError("face detector 'yunet' needs a model file: pass --face-model or run 'fastmer models fetch yunet'")
+    return HaarFaceDetector(), "no YuNet model given or cached (fastmer models fetch yunet); using the Haar cascade"

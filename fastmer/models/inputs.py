@@ -10,19 +10,7 @@ import torch
 from torch import nn
 
 from fastmer.models import InputSpec
-
-def area_matrix(in_size: int, out_size: int) -> torch.Tensor:
-    """``(out_size, in_size)`` matrix of area (box-filter) resampling along one axis.
-
-    Output pixel ``i`` averages the input over ``[i, i + 1) * in_size / out_size`` with
-    fractional overlaps, which is OpenCV's ``INTER_AREA`` when shrinking.
-    """
-    scale = in_size / out_size
-    edges = torch.arange(out_size + 1, dtype=torch.float64) * scale
-    lo, hi = edges[:-1, None], edges[1:, None]
-    pixels = torch.arange(in_size, dtype=torch.float64)[None, :]
-    overlap = (torch.minimum(hi, pixels + 1) - torch.maximum(lo, pixels)).clamp(min=0)
-    return (overlap / overlap.sum(dim=1, keepdim=True)).float()
+from fastmer.ops.resample import area_matrix
 
 
 class InputAdapter(nn.Module):

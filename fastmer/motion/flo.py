@@ -19,13 +19,14 @@ truth; they are returned unchanged (see :data:`UNKNOWN_FLOW_THRESH`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FLO_MAGIC", "UNKNOWN_FLOW_THRESH", "MAX_FLO_SIDE", "read_flo", "write_flo"]
+__all__ = ["FLO_MAGIC", "MAX_FLO_SIDE", "UNKNOWN_FLOW_THRESH", "read_flo", "write_flo"]
 
 FLO_MAGIC = 202021.25
 """The float32 tag every ``.flo`` file starts with (bytes ``b"PIEH"``)."""
@@ -135,8 +136,6 @@ def write_flo(path: str | os.PathLike[str], flow: np.ndarray) -> None:
             fh.write(body)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from fastmer.config import FLOW_CHANNELS
 from fastmer.ops import flow_magnitude, optical_strain
 
-from fastmer.config import FLOW_CHANNELS
 REPRESENTATIONS = {"flow_onset_apex": FLOW_CHANNELS}
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ class NativeFallbackWarning(RuntimeWarning):
     """A fastmer op ran its pure-PyTorch reference because no native kernel was available."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load() -> tuple[Any, str | None]:
     """Import the extension once; returns (module or None, reason it is unavailable)."""
     if os.environ.get("FASTMER_DISABLE_NATIVE", "") not in ("", "0"):

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 FORMAT = "fastmer-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: face_angle and decoder columns
 META_FILE = "store.json"
 CLIPS_DIR = "clips"
 ERRORS_DIR = "errors"
@@ -28,6 +28,8 @@ CLIP_COLUMNS = pa.schema(
         ("labels", pa.list_(pa.string())),
         ("action_units", pa.string()),
         ("face_box", pa.list_(pa.int32(), 4)),
+        ("face_angle", pa.float32()),
+        ("decoder", pa.string()),
         ("source", pa.string()),
         ("fastmer_version", pa.string()),
         ("params_hash", pa.string()),

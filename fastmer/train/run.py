@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,12 +58,12 @@ def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protoco
     uids, subjects = store.column("uid"), store.column("subject")
     keep, targets, excluded = [], [], []
     for i, clip_labels in enumerate(store.column("labels")):
-        index = protocol.index(clip_labels[0]) if len(clip_labels) == 1 else None
-        if index is None:
+        classes = protocol.classes_of(tuple(clip_labels))
+        if classes is None:
             excluded.append({"uid": uids[i], "labels": clip_labels})
         else:
             keep.append(i)
-            targets.append(index)
+            targets.append(protocol.classes.index(classes[0]))
     if not keep:
         raise ValueError(f"no clip of {store.path} has a label in protocol {protocol.name}")
     # The adapter has no parameters: prepare every clip's network input once.
@@ -109,6 +110,9 @@ def train(
     entry = get_entry(model)
     recipe = recipe or entry.recipe
     label_protocol = get_protocol(labels)
+    if label_protocol.multilabel:
+        raise ValueError(f"label protocol {labels} is multi-label; this trainer is single-label (one class per clip) "
+                         "and would drop every clip's other labels")
     store = open_store(store_path)
     if entry.input.representation not in store.representations:
         raise ValueError(f"model {model} needs {entry.input.representation!r}, not in store {store_path}")

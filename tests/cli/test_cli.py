@@ -52,7 +52,12 @@ def test_info_json(runner):
     assert comps["onnxruntime"]["available"] and "CPUExecutionProvider" in comps["onnxruntime"]["providers"]
     for name in ("tensorrt", "dali", "ray", "pyav"):
         assert comps[name]["available"] or comps[name]["reason"]
-    assert "native extension fastmer._C: loaded" in runner.invoke(main, ["info"]).output
+    assert info["decode"]["auto"]["cpu"]["images"]["engine"] in ("dali-cpu", "opencv")
+    assert info["decode"]["auto"]["cpu"]["video"]["h264"]["engine"] in ("pyav", "opencv")  # never DALI on a CPU
+    assert info["faces"]["auto"].startswith("opencv-") and info["faces"]["reason"]
+    text = runner.invoke(main, ["info"]).output
+    assert "native extension fastmer._C: loaded" in text
+    assert "decoding (--decoder auto picks, per device):" in text and "face detector (--face-detector auto)" in text
 
 
 def test_synth_extract_train_export_infer(runner, tmp_path):
@@ -93,7 +98,7 @@ def test_extract_exits_3_when_clips_fail(runner, tiny_corpus, tmp_path):
     result = runner.invoke(main, ["extract", str(corpus), "-o", str(tmp_path / "s"), "--no-progress"])
     assert result.exit_code == 3, result.output
     assert "8 of 9 clips extracted" in result.stdout and "1 failed" in result.stdout
-    assert f"casme2/sub02/{victim.name} [decode] cannot read image" in result.stderr
+    assert f"casme2/sub02/{victim.name} [decode] " in result.stderr and ".jpg: empty file" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -102,6 +107,14 @@ def test_extract_exits_3_when_clips_fail(runner, tiny_corpus, tmp_path):
         (["extract", "/no/such/dir", "-o", "x"], 2, "'/no/such/dir' does not exist"),
         (["extract", ".", "-o", "x", "--size", "4"], 2, "--size"),
         (["extract", ".", "-o", "x", "--dataset", "smic9"], 2, "--dataset"),
+        (["extract", ".", "-o", "x", "--dataset", "manifest"], 2, "with --dataset manifest ROOT is the manifest file"),
+        (["extract", "f.csv", "-o", "x"], 2, "--dataset casme2 reads a corpus folder"),
+        (["extract", ".", "-o", "x", "--dataset", "smic", "--annotations", "f.csv"], 2,
+         "--dataset smic takes no single coding spreadsheet"),
+        (["extract", ".", "-o", "x", "--apex", "guess"], 2, "--apex"),
+        (["extract", ".", "-o", "x", "--face-detector", "dlib"], 2, "--face-detector"),
+        (["extract", ".", "-o", "x", "--decoder", "ffmpeg"], 2, "--decoder"),
+        (["extract", ".", "-o", "x", "--protocol", "nope"], 1, "unknown"),
         (["train", ".", "-o", "x"], 1, "is not a fastmer feature store"),
         (["train", ".", "-o", "x", "--model", "vgg"], 2, "--model"),
         (["export", ".", "-o", "m.onnx"], 1, "not a fastmer run directory"),
@@ -111,6 +124,7 @@ def test_extract_exits_3_when_clips_fail(runner, tiny_corpus, tmp_path):
 )
 def test_bad_arguments_name_the_problem(runner, tmp_path, monkeypatch, args, code, message):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.csv").write_text("subject,path,onset,apex,offset,label\n")
     result = runner.invoke(main, args)
     assert result.exit_code == code, result.output
     assert message in result.output
@@ -121,3 +135,39 @@ def test_infer_rejects_non_onnx_engine(runner, tiny_store, tmp_path):
     engine.write_bytes(b"x")
     result = runner.invoke(main, ["infer", str(tiny_store), "-e", str(engine), "-o", str(tmp_path / "p.parquet")])
     assert result.exit_code == 2 and "only ONNX engines" in result.output
+
+
+def test_extract_with_every_face_and_apex_option(runner, tiny_corpus, tmp_path, shared_dir):
+    model = shared_dir / "models" / "face_detection_yunet_2023mar.onnx"
+    store = tmp_path / "store"
+    result = runner.invoke(main, ["extract", str(tiny_corpus), "-o", str(store), "--no-progress", "--size", "64",
+                                  "--decoder", "opencv", "--face-detector", "yunet", "--face-model", str(model),
+                                  "--face-box", "union", "--align", "--apex", "spot", "--apex-estimator", "regions",
+                                  "--protocol", "casme2-5class"])
+    assert result.exit_code in (0, 3), result.output
+    assert "face detector: opencv-yunet:face_detection_yunet_2023mar (requested)" in result.stderr
+    assert "decoder: opencv (" in result.stderr
+    meta = json.loads((store / "store.json").read_text())
+    assert meta["params"]["face_detector"] == "opencv-yunet:face_detection_yunet_2023mar"
+    assert meta["params"]["face_box"] == "union" and meta["params"]["align"] is True
+    assert meta["params"]["apex"] == "spot" and meta["params"]["apex_estimator"] == "regions"
+    assert meta["runtime"]["decoder"] == "opencv" and meta["runtime"]["face_model"] == str(model)
+    clips = pq.read_table(store / "clips").to_pydict() if (store / "clips").is_dir() else {}
+    if clips:
+        assert set(clips["apex_source"]) == {"spotted:regions"} and set(clips["decoder"]) == {"opencv"}
+
+
+def test_extract_a_manifest(runner, tiny_corpus, tmp_path):
+    from fastmer.datasets import load
+
+    clips = list(load("casme2", tiny_corpus))[:2]
+    manifest = tmp_path / "clips.csv"
+    lines = ["subject,path,onset,apex,offset,label"]
+    lines += [f"{c.subject.split('/')[1]},{c.source},{c.onset},,{c.offset},{c.labels[0]}" for c in clips]
+    manifest.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(main, ["extract", str(manifest), "--dataset", "manifest", "-o", str(tmp_path / "s"),
+                                  "--no-progress", "--size", "64"])
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 clips extracted" in result.stdout
+    table = pq.read_table(tmp_path / "s" / "clips").to_pydict()
+    assert table["apex_source"] == ["spotted:pca"] * 2  # the manifest gives no apex

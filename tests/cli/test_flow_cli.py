@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 from click.testing import CliRunner
-from conftest import epe, load_flow_pair
+from flowdata import epe, load_flow_pair
 
 from fastmer.cli import main
 from fastmer.motion.flo import read_flo

@@ -68,7 +68,7 @@ def test_missing_clip_folder_is_reported_at_extraction_not_load(tmp_path):
 
 @pytest.mark.parametrize(
     "onset, apex, offset, message",
-    [(10, 5, 20, "apex 5 is not in"), (10, 12, 10, "onset 10 is not before offset 10"), ("/", 5, 9, "onset/offset not annotated")],
+    [(10, 12, 10, "onset 10 is not before offset 10"), ("/", 5, 9, "onset/offset not annotated")],
 )
 def test_bad_annotations(tmp_path, onset, apex, offset, message):
     make_tree(tmp_path, [["01", "EP01", onset, apex, offset, "", "surprise"]], {("sub01", "EP01"): range(1, 30)})
@@ -76,6 +76,12 @@ def test_bad_annotations(tmp_path, onset, apex, offset, message):
     with pytest.raises(ClipError, match=message) as err:
         clip.validate_annotation()
     assert err.value.stage == "annotation"
+
+
+def test_apex_outside_is_left_to_spotting(tmp_path):
+    make_tree(tmp_path, [["01", "EP01", 10, 5, 20, "", "surprise"]], {("sub01", "EP01"): range(1, 30)})
+    (clip,) = load("casme2", tmp_path)
+    assert clip.notes == ("apex_outside",) and clip.validate_annotation() == (10, None, 20)
 
 
 def test_spreadsheet_found_beside_root_or_given(tmp_path):

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from fastmer.models import MODELS, InputSpec, TrainRecipe, get_entry
-from fastmer.models.inputs import InputAdapter, area_matrix
+from fastmer.models.inputs import InputAdapter
 from fastmer.models.model import MERModel
 from fastmer.models.ststnet import STSTNet
+from fastmer.ops.resample import area_matrix
 
 
 def test_ststnet_matches_the_authors_layer_sizes():

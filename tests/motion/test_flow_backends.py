@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import epe, load_flow_pair
+from flowdata import epe, load_flow_pair
 
 from fastmer.config import FLOW_BACKENDS
 from fastmer.motion.flow import compute_flow

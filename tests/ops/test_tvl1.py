@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import epe, load_flow_pair
+from flowdata import epe, load_flow_pair
 
 from fastmer.ops import TVL1Params, tvl1
 from fastmer.ops.tvl1 import prepare_images, pyramid_sizes

@@ -70,3 +70,9 @@ def test_refuses_non_empty_run_dir(tiny_store, tmp_path):
     (tmp_path / "x" / "f").write_text("")
     with pytest.raises(FileExistsError, match="not empty"):
         train(tiny_store, tmp_path / "x")
+
+
+def test_refuses_a_multilabel_protocol(tiny_store, tmp_path):
+    with pytest.raises(ValueError, match="4dme-multilabel is multi-label; this trainer is single-label"):
+        train(tiny_store, tmp_path / "run", labels="4dme-multilabel")
+    assert not (tmp_path / "run").exists()  # refused before anything is written

@@ -1,0 +1,190 @@
+"""What every decoding engine shares: the :class:`FrameSource` interface and the colour rules.
+
+Colour conventions (the same in every engine, so that engines agree):
+
+* Images, grayscale: the decoder's own grayscale mode (``cv2.IMREAD_GRAYSCALE``, DALI
+  ``output_type=GRAY``). For JPEG that is the luma plane; both decoders give identical bytes.
+* Video, RGB: YUV -> RGB24 by libswscale with BT.601 coefficients whatever the stream's
+  colour tag (range as the pixel format implies: ``yuvj*`` full, others limited), bilinear,
+  full chroma interpolation, accurate rounding. That is what DALI's CPU decoder produces
+  (its GPU decoder also uses BT.601, with its own CUDA kernel); PyAV is told to do the same
+  (:func:`fastmer.decode.pyav.frame_to_rgb`) and the two agree bit for bit, BT.709-tagged
+  files included. FFmpeg's default fast path (PyAV's default, ``cv2.VideoCapture``) is ~1
+  grey level darker on average and up to ~100 off in RGB at sharp colour edges.
+* Video, grayscale: :func:`rgb_to_gray` of that RGB (``cv2.COLOR_RGB2GRAY``), in every engine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from fastmer.errors import ClipError
+
+ENGINES = ("dali-cpu", "dali-gpu", "pyav", "opencv")
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` or ``(T, H, W, 3)`` uint8 RGB -> ``(H, W)`` / ``(T, H, W)`` uint8 gray.
+
+    The one RGB -> gray conversion all video engines use (``cv2.COLOR_RGB2GRAY``, BT.601 weights).
+    """
+    if rgb.ndim == 3:
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    out = np.empty(rgb.shape[:-1], dtype=np.uint8)
+    for i, frame in enumerate(rgb):
+        out[i] = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return out
+
+
+def show_numbers(numbers: Iterable[int], limit: int = 10) -> str:
+    """``"3, 7, 9"``: frame numbers for an error message, at most ``limit`` of them."""
+    numbers = list(numbers)
+    return ", ".join(map(str, numbers[:limit])) + (f" ... ({len(numbers)} in all)" if len(numbers) > limit else "")
+
+
+def as_numbers(numbers: int | Iterable[int]) -> list[int]:
+    """Requested frame numbers as a list of Python ints (one int, a list, a numpy array)."""
+    if isinstance(numbers, (int, np.integer)):
+        return [int(numbers)]
+    return [int(n) for n in numbers]
+
+
+class FrameSource(ABC):
+    """Frames of one clip, read by number, whatever the engine.
+
+    Attributes:
+        source: the frame folder or video file.
+        engine: ``"dali-cpu"``, ``"dali-gpu"``, ``"pyav"`` or ``"opencv"``.
+        reason: why this engine was chosen (for ``fastmer info``, logs and error reports).
+        fps: frame rate (video: from the container; images: as given, 0 if unknown).
+    """
+
+    engine: str = ""
+
+    def __init__(self, source: str, reason: str, fps: float = 0.0) -> None:
+        self.source = str(source)
+        self.reason = reason
+        self.fps = float(fps)
+
+    @property
+    @abstractmethod
+    def frame_numbers(self) -> Sequence[int]:
+        """The readable frame numbers, ascending (video: ``range(len(self))``)."""
+
+    def __len__(self) -> int:
+        return len(self.frame_numbers)
+
+    def read(self, numbers: int | Iterable[int], *, color: bool = False) -> np.ndarray:
+        """Frames ``numbers`` in the order given (duplicates allowed; each is decoded once).
+
+        Returns:
+            ``(T, H, W)`` uint8 grayscale, or ``(T, H, W, 3)`` uint8 RGB when ``color``.
+
+        Raises:
+            ClipError: stage ``decode``, naming the file or folder and the numbers, when a
+                frame is missing, unreadable, beyond the end of a video, or of another size.
+        """
+        wanted = as_numbers(numbers)
+        if not wanted:
+            raise ClipError("decode", f"no frames requested from {self.source}")
+        unique = sorted(set(wanted))
+        self._check(unique)
+        decoded = self._decode(unique, color)  # one frame per unique number, ascending
+        out = np.empty((len(wanted), *decoded[0].shape), dtype=np.uint8)
+        position = {n: i for i, n in enumerate(unique)}
+        for i, n in enumerate(wanted):
+            out[i] = decoded[position[n]]
+        return out
+
+    def _check(self, unique: list[int]) -> None:
+        """ClipError for numbers this source does not have."""
+        numbers = self.frame_numbers
+        if isinstance(numbers, range):
+            bad = [n for n in unique if n not in numbers]
+            if bad:
+                raise ClipError("decode", f"frame(s) {show_numbers(bad)} beyond the end of {self.source} "
+                                          f"({len(numbers)} frames, numbered 0..{len(numbers) - 1})")
+        else:
+            have = set(numbers)
+            bad = [n for n in unique if n not in have]
+            if bad:
+                raise ClipError("decode", f"frame(s) {show_numbers(bad)} missing in {self.source}")
+
+    @abstractmethod
+    def _decode(self, unique: list[int], color: bool) -> np.ndarray | list[np.ndarray]:
+        """Decode the valid, sorted, unique ``unique``: one ``(H, W[, 3])`` uint8 frame each."""
+
+    def close(self) -> None:  # noqa: B027  (an optional hook: most engines hold nothing)
+        """Release what the engine holds (nothing by default: files are opened per read)."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.source!r} engine={self.engine} frames={len(self)}>"
+
+
+def stack_same_size(frames: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """Stack frames that must share one size; ClipError naming the odd one out otherwise."""
+    first = frames[0]
+    out = np.empty((len(frames), *first.shape), dtype=np.uint8)
+    for i, (frame, name) in enumerate(zip(frames, names, strict=True)):
+        if frame.shape[:2] != first.shape[:2]:
+            raise ClipError("decode", f"frame {name} is {frame.shape[1]}x{frame.shape[0]}, expected "
+                                      f"{first.shape[1]}x{first.shape[0]} like {names[0]}")
+        out[i] = frame
+    return out
+
+
+class ImageSequenceSource(FrameSource):
+    """A clip stored as one image file per frame; subclasses only decode files."""
+
+    def __init__(self, source: str, paths: Sequence[str], numbers: Sequence[int], reason: str,
+                 fps: float = 0.0) -> None:
+        super().__init__(source, reason, fps)
+        self._path_of = dict(zip(numbers, paths, strict=True))
+        self._numbers = tuple(sorted(self._path_of))
+
+    @property
+    def frame_numbers(self) -> tuple[int, ...]:
+        return self._numbers
+
+    def path_of(self, number: int) -> str:
+        """The file holding frame ``number``."""
+        return self._path_of[number]
+
+    def _decode(self, unique: list[int], color: bool) -> np.ndarray:
+        paths = [self._path_of[n] for n in unique]
+        return stack_same_size(self._decode_files(paths, color), paths)
+
+    @abstractmethod
+    def _decode_files(self, paths: list[str], color: bool) -> list[np.ndarray]:
+        """Each file as ``(H, W)`` gray or ``(H, W, 3)`` RGB uint8; ClipError naming a bad file."""
+
+
+class VideoSource(FrameSource):
+    """A clip stored as a video file; frames are numbered 0..len-1 in presentation order.
+
+    Attributes:
+        codec: codec name (``"h264"``, ``"vp9"``, ``"mjpeg"``, ...).
+        width, height: frame size in pixels (0 if unknown).
+    """
+
+    def __init__(self, source: str, reason: str, *, n_frames: int, fps: float, codec: str = "",
+                 width: int = 0, height: int = 0) -> None:
+        super().__init__(source, reason, fps)
+        self.n_frames = int(n_frames)
+        self.codec = codec
+        self.width = int(width)
+        self.height = int(height)
+
+    @property
+    def frame_numbers(self) -> range:
+        return range(self.n_frames)

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from fastmer.phases.spotting import detrend, principal_curve, spot_apex
+
+
+def test_detrend_anchors_after_the_onset_and_floors_the_onset():
+    curve = torch.tensor([0.0, 2.0, 3.0, 9.0, 5.0, 6.0])  # frames 1..5: ramp 2 -> 6 plus a bump at 3
+    out = detrend(curve)
+    np.testing.assert_allclose(out[1:].numpy(), [0.0, 0.0, 5.0, 0.0, 0.0], atol=1e-6)
+    assert out[0] == out[1:].min()
+
+
+def test_principal_curve_follows_the_pattern_strength_not_the_drift():
+    rng = np.random.default_rng(1)
+    length, apex = 40, 13
+    pattern = rng.normal(0, 1, (48, 48))
+    drift = rng.normal(0, 1, (48, 48))
+    strength = np.where(np.arange(length) <= apex, np.arange(length) / apex,
+                        (length - 1 - np.arange(length)) / (length - 1 - apex))
+    frames = (120 + 3 * strength[:, None, None] * pattern
+              + 4 * np.linspace(0, 1, length)[:, None, None] * drift  # grows to the end, larger than the pattern
+              + rng.normal(0, 1.5, (length, 48, 48)))
+    curve = principal_curve(torch.from_numpy(frames).float(), sigma=0.0)
+    assert int(torch.argmax(curve)) == apex
+    # the curve is the pattern strength up to scale
+    c = curve[1:].numpy()
+    s = strength[1:]
+    assert np.corrcoef(c, s)[0, 1] > 0.98
+
+
+def test_short_clips_and_views():
+    crops = np.zeros((3, 16, 16), np.uint8)
+    crops[1, 4:8, 4:8] = 50
+    assert spot_apex([crops])[0] == 1
+    with pytest.raises(ValueError, match="different numbers of frames"):
+        spot_apex([crops, crops[:2]])
+    with pytest.raises(ValueError, match="at least one view"):
+        spot_apex([])
+
+
+@pytest.fixture(scope="module")
+def synth_corpus(tmp_path_factory):
+    from fastmer.datasets.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("apex") / "corpus"
+    generate(root, SynthConfig(subjects=4, clips_per_subject=6, seed=23))
+    return root
+
+
+def test_spotted_apex_is_within_two_frames_of_the_truth(synth_corpus):
+    """The issue's measure: >= 95% of synthetic clips within 2 frames (default estimator)."""
+    from fastmer.datasets import load
+    from fastmer.decode import open_clip_frames
+    from fastmer.face import HaarFaceDetector, crop_clip, locate_face
+
+    detector = HaarFaceDetector()
+    errors = []
+    for clip in load("casme2", synth_corpus):
+        with open_clip_frames(clip, engine="opencv") as source:
+            frames = source.read(range(clip.onset, clip.offset + 1))
+        track = locate_face(frames, detector)
+        index, _ = spot_apex([crop_clip(frames, track.box, 128)])
+        errors.append(abs(clip.onset + index - clip.apex))
+    errors = np.array(errors)
+    assert len(errors) == 24
+    assert np.mean(errors <= 2) >= 0.95, errors
