@@ -8,7 +8,9 @@ back in corpus order through a bounded window, so memory stays flat however long
 corpus. Onset/apex crop pairs of many clips are gathered into batches for one TV-L1 call
 each (fastmer's kernels: all cores, or the GPU), magnitude and strain are computed on the
 same batch with the native ops, and rows are written in atomic shards. A clip that fails
-becomes an error row and the run goes on.
+becomes an error row and the run goes on. Running again into the same store with the same
+parameters resumes it: clips already stored are skipped before decoding, failed ones are
+retried (a run killed at any moment and resumed ends with the rows of an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -52,10 +54,12 @@ class ExtractSummary:
     seconds: float
     failures: list[dict[str, str]] = field(default_factory=list)
     n_rows: int = 0  # rows written: one per view of each clip that succeeded
+    n_skipped: int = 0  # clips already in the (resumed) store, not processed again
 
     @property
     def clips_per_s(self) -> float:
-        return self.n_clips / self.seconds if self.seconds > 0 else 0.0
+        processed = self.n_clips - self.n_skipped
+        return processed / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -151,20 +155,27 @@ def extract(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> ExtractSummary:
-    """Extract the features of ``clips`` into a new feature store at ``out``.
+    """Extract the features of ``clips`` into the feature store at ``out``.
+
+    An existing store written with the same parameters from the same clips is resumed:
+    the clips it holds are skipped (not decoded again), those that failed are retried.
 
     Args:
         clips: clips to process (e.g. from :func:`fastmer.datasets.load`; its load report,
             if any, is logged).
-        out: store directory (must not exist or be empty unless ``overwrite``).
+        out: store directory: new, empty, or a store to resume.
         config: extraction parameters.
-        overwrite: replace an existing store.
+        overwrite: replace an existing store (recompute everything).
         progress: show a progress bar with clips/s on stderr.
         log: receives the run's choices (decoder, face detector and why) and one line per
             failed clip (default: stderr).
 
     Returns:
         An :class:`ExtractSummary`; failed clips are in the store's errors table.
+
+    Raises:
+        FileExistsError: ``out`` holds a store with other parameters or from other clips,
+            or something else.
     """
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -184,6 +195,14 @@ def extract(
                          shard_size=config.shard_size,
                          runtime={"device": str(device), "workers": workers, "decoder": config.decoder,
                                   "face_model": str(getattr(detector, "model", "")) or None})
+    try:
+        todo = _clips_to_do(clips, writer)
+    except BaseException:
+        writer.abort()
+        raise
+    if writer.resumed:
+        log(f"resuming {out}: {len(clips) - len(todo)} of {len(clips)} clips already stored"
+            + (f", {writer.n_retried} failed clip(s) retried" if writer.n_retried else ""))
     start = time.perf_counter()
     n_ok, n_rows, failures = 0, 0, []
     decoders_seen: set[tuple[str, str]] = set()
@@ -199,10 +218,14 @@ def extract(
             writer.add(row, {"flow_onset_apex": feature})
         batch.clear()
 
-    with writer, tqdm(total=len(clips), unit="clip", disable=not progress, file=sys.stderr, desc="extract") as bar:
-        results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), clips, workers,
+    with writer, tqdm(total=len(clips), initial=len(clips) - len(todo), unit="clip", disable=not progress,
+                      file=sys.stderr, desc="extract") as bar:
+        results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), todo.values(), workers,
                               window=4 * workers)
-        for result in results:
+        for index, result in zip(todo, results, strict=True):
+            result.row["corpus_index"] = index
+            for view_row, _ in result.views:
+                view_row["corpus_index"] = index
             if result.decoder[0] and result.decoder not in decoders_seen:
                 decoders_seen.add(result.decoder)
                 log(f"decoder: {result.decoder[0]} ({result.decoder[1]})")
@@ -220,4 +243,17 @@ def extract(
         if batch:
             write_batch()
     seconds = time.perf_counter() - start
-    return ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures, n_rows)
+    return ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures, n_rows,
+                          n_skipped=len(clips) - len(todo))
+
+
+def _clips_to_do(clips: Sequence[Clip], writer: StoreWriter) -> dict[int, Clip]:
+    """The clips (by corpus index) not in the store yet; refuses a store made from other clips."""
+    for index, uids in writer.committed.items():
+        clip = clips[index] if 0 <= index < len(clips) else None
+        if clip is None or not all(uid == clip.uid or uid.startswith(clip.uid + "@") for uid in uids):
+            found = f"the run's clip {index} is {clip.uid}" if clip else f"the run has {len(clips)} clips"
+            raise FileExistsError(
+                f"store {writer.path} was extracted from other clips (it holds {', '.join(uids)} as clip {index}; "
+                f"{found}), so it cannot be resumed: use --overwrite to replace it, or another --out")
+    return {index: clip for index, clip in enumerate(clips) if index not in writer.committed}

@@ -30,7 +30,8 @@ TAKES_SPREADSHEET = ("casme2", "samm", "mmew", "casme3", "4dme")
 @click.argument("root", type=click.Path(exists=True))
 @click.option("--dataset", "-d", type=click.Choice(list(DATASETS)), default="casme2",
               help="Layout of ROOT (manifest: ROOT is a CSV/TSV/Parquet file listing the clips).")
-@click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Feature store to create.")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True,
+              help="Feature store to create, or to resume (same parameters: the clips it holds are skipped).")
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False), default=None,
               help=f"Coding spreadsheet ({', '.join(TAKES_SPREADSHEET)}) [default: searched in ROOT and its parent].")
 @click.option("--protocol", default=None,
@@ -62,7 +63,7 @@ TAKES_SPREADSHEET = ("casme2", "samm", "mmew", "casme3", "4dme")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device,
               help="Where fastmer's TV-L1 (and DALI decoding) runs (auto: CUDA when available).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Clips in parallel [default: CPU count].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (recompute every clip).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s on stderr.")
 def command(root, dataset, out, annotations, protocol, size, dtype, decoder, face_detector, face_model, face_box,
             face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, overwrite,
@@ -74,6 +75,10 @@ def command(root, dataset, out, annotations, protocol, size, dtype, decoder, fac
     onset->apex stored with its magnitude and optical strain. A clip that fails (missing
     or unreadable frames, no face, bad annotation) becomes a row in the store's errors
     table; the run goes on and exits with status 3.
+
+    Running the same command again resumes an interrupted (or finished) run: clips already
+    in the store are skipped, failed ones are retried. A store written with other
+    parameters is refused; --overwrite replaces it.
     """
     from pathlib import Path  # noqa: PLC0415
 
@@ -101,7 +106,8 @@ def command(root, dataset, out, annotations, protocol, size, dtype, decoder, fac
         raise click.ClickException(str(exc)) from exc
     rows = f" ({summary.n_rows} rows)" if summary.n_rows != summary.n_ok else ""
     click.echo(f"{summary.n_ok} of {summary.n_clips} clips extracted{rows} to {out} in {summary.seconds:.1f} s "
-               f"({summary.clips_per_s:.1f} clips/s); {summary.n_failed} failed")
+               f"({summary.clips_per_s:.1f} clips/s); {summary.n_failed} failed, {summary.n_skipped} skipped "
+               "(already in the store)")
     if summary.n_failed:
         click.echo(f"failed clips are listed in {out}/errors", err=True)
         sys.exit(3)

@@ -9,8 +9,12 @@ Layout::
     STORE/errors/part-00000.parquet one row per clip that failed, with stage and reason
 
 Shards are written atomically (temporary name, fsync, rename), so a crash never leaves a
-partial shard. The files are plain Parquet: pyarrow, pandas, DuckDB or Ray Data read them
-without fastmer; :func:`open` returns zero-copy torch tensors.
+partial shard. A store is resumable: a run killed at any moment and started again with
+the same parameters skips the clips already in it (failed clips are retried) and ends
+with the same rows; every row carries its clip's ``corpus_index`` and the reader sorts by
+it, so rows come in corpus order whichever run wrote them (see :class:`StoreWriter`).
+The files are plain Parquet: pyarrow, pandas, DuckDB or Ray Data read them without fastmer;
+:func:`open` returns zero-copy torch tensors.
 """
 
 from fastmer.store.reader import FeatureStore, open

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -52,7 +53,14 @@ class FeatureStore:
         files = sorted((self.path / folder).glob("part-*.parquet"))
         if not files:
             return empty.empty_table()
-        return pa.concat_tables([pq.read_table(f) for f in files])
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+        # Corpus order whichever run (first or resumed) wrote a row: a stable sort on the
+        # clip's corpus index keeps the views of one clip in their order. An uninterrupted
+        # run writes in corpus order already: nothing is copied (tensors stay zero-copy).
+        index = table.column("corpus_index").to_numpy()
+        if np.any(index[1:] < index[:-1]):
+            table = table.take(pc.sort_indices(table, sort_keys=[("corpus_index", "ascending")]))
+        return table
 
     @property
     def representations(self) -> dict[str, dict[str, Any]]:

@@ -9,14 +9,18 @@ from typing import Any
 import pyarrow as pa
 
 FORMAT = "fastmer-store"
-FORMAT_VERSION = 2  # 2: face_angle and decoder columns
+FORMAT_VERSION = 3  # 2: face_angle and decoder columns; 3: corpus_index (resumable runs)
 META_FILE = "store.json"
 CLIPS_DIR = "clips"
 ERRORS_DIR = "errors"
 
+# ``corpus_index``: the clip's position in the run's clip list. Shards written by a run and
+# by the runs that resumed it are read back sorted by it, so rows come in corpus order
+# whichever run wrote them (the views of one clip share it and keep their write order).
 CLIP_COLUMNS = pa.schema(
     [
         ("uid", pa.string()),
+        ("corpus_index", pa.int64()),
         ("dataset", pa.string()),
         ("subject", pa.string()),
         ("clip_id", pa.string()),
@@ -39,6 +43,7 @@ CLIP_COLUMNS = pa.schema(
 ERROR_COLUMNS = pa.schema(
     [
         ("uid", pa.string()),
+        ("corpus_index", pa.int64()),
         ("dataset", pa.string()),
         ("subject", pa.string()),
         ("clip_id", pa.string()),

@@ -83,16 +83,67 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
     _atomic_write(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
 
 
+def _is_temporary(path: Path) -> bool:
+    """A temporary file of :func:`_atomic_write` (left behind only by a killed process)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file()
+
+
+def _is_fresh(path: Path) -> bool:
+    """Nothing worth keeping: only empty shard folders and temporary files of a killed run."""
+    for entry in path.iterdir():
+        if entry.is_dir() and entry.name in (schema.CLIPS_DIR, schema.ERRORS_DIR):
+            if not all(_is_temporary(child) for child in entry.iterdir()):
+                return False
+        elif not _is_temporary(entry):
+            return False
+    return True
+
+
+def _shard_number(path: Path) -> int:
+    """``part-00012.parquet`` -> 12."""
+    return int(path.stem.split("-", 1)[1])
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("part-*.parquet") if p.stem.split("-", 1)[1].isdigit())
+
+
 class StoreWriter:
     """Append clips (metadata + tensors) and error rows; flush them as atomic shards.
 
+    A store can be resumed: opening an existing store written with the same parameters
+    (``params_hash``) and representations continues it. What its committed shards hold
+    is in :attr:`committed` (the caller skips those clips); new shards are numbered after
+    the existing ones, so no name is ever reused; temporary files left by a killed run
+    are deleted. A store written with other parameters is refused (``overwrite`` replaces
+    it). One writer at a time: the store folder is locked (``flock``) while open.
+
+    Rows carry ``corpus_index``, the clip's position in the run's clip list (assigned in
+    ``add`` order when absent); the reader sorts by it, so rows come in corpus order
+    whichever run wrote them. The rows of one clip (its views) share the index and are
+    never split across shards, so a clip is committed whole or not at all.
+
+    Failed clips: with ``retry_errors`` (the default) the error rows of the store being
+    resumed are not committed: the caller processes those clips again, and the old error
+    shards are deleted before the first new shard is written, so a clip never ends up in
+    both tables, and a transient failure is not permanent. With ``retry_errors=False``
+    they are kept and count as committed.
+
     Args:
-        path: store directory; created. An existing non-empty directory is an error
-            unless ``overwrite`` (then it is replaced).
+        path: store directory; created. An existing directory that is not empty must
+            hold a store with the same parameters (it is resumed) unless ``overwrite``
+            (then it is replaced).
         representations: tensor columns to store, by name.
         params: extraction parameters, recorded with their hash in every row.
-        shard_size: clips per shard.
+        overwrite: replace whatever is at ``path``.
+        shard_size: clips per shard (rows of one clip are never split, so a shard can
+            hold a few more rows than this).
         runtime: how the run was executed (device, workers...): recorded, not hashed.
+        retry_errors: when resuming, process the clips of the old error rows again.
+
+    Raises:
+        FileExistsError: ``path`` holds something else than a store with these parameters.
+        RuntimeError: another process is writing the store.
 
     Example:
         >>> w = StoreWriter(tmp / "store", {"x": RepresentationSpec((1, 2, 2), "float32", ("a",))}, {})
@@ -108,14 +159,9 @@ class StoreWriter:
         overwrite: bool = False,
         shard_size: int = 256,
         runtime: dict[str, Any] | None = None,
+        retry_errors: bool = True,
     ) -> None:
         self.path = Path(path)
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            if not overwrite:
-                raise FileExistsError(f"store {self.path} already exists and is not empty (use --overwrite to replace it)")
-            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-        (self.path / schema.CLIPS_DIR).mkdir(parents=True, exist_ok=True)
-        (self.path / schema.ERRORS_DIR).mkdir(parents=True, exist_ok=True)
         self.representations = dict(representations)
         self.params = dict(params)
         self.params_hash = schema.params_hash(self.params)
@@ -126,47 +172,190 @@ class StoreWriter:
         self._errors: list[dict[str, Any]] = []
         self._shard = 0
         self._error_shard = 0
+        self._stale_errors: list[Path] = []  # old error shards to delete before the first new shard
+        self._next_index = 0
+        self._uids: set[str] = set()
+        #: corpus index -> uids of the rows already in the store (resumed stores).
+        self.committed: dict[int, list[str]] = {}
+        #: whether an existing store is being continued.
+        self.resumed = False
+        #: error rows of the resumed store whose clips are to be processed again.
+        self.n_retried = 0
         self.n_clips = 0
         self.n_errors = 0
         self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._write_meta(complete=False)
+        self._lock_fd: int | None = None
+        self._started = False  # store.json says incomplete since this writer began writing
+
+        if self.path.exists() and not self.path.is_dir():
+            if not overwrite:
+                raise FileExistsError(f"store {self.path} already exists and is not empty (it is a file; "
+                                      "use --overwrite to replace it)")
+            self.path.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            if overwrite:
+                for entry in self.path.iterdir():
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            elif not _is_fresh(self.path):
+                self._resume(retry_errors)
+            self._remove_temporaries()
+            (self.path / schema.CLIPS_DIR).mkdir(exist_ok=True)
+            (self.path / schema.ERRORS_DIR).mkdir(exist_ok=True)
+            if not self.resumed:  # a resumed store is left as it is until something is written
+                self._write_meta(complete=False)
+        except BaseException:
+            self._unlock()
+            raise
+
+    # --- opening ---------------------------------------------------------------------------
+    def _lock(self) -> None:
+        import fcntl  # noqa: PLC0415  (POSIX only)
+
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(f"store {self.path} is being written by another process") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _remove_temporaries(self) -> None:
+        """Delete the temporary files a killed run left (we hold the lock: nobody writes them)."""
+        for folder in (self.path, self.path / schema.CLIPS_DIR, self.path / schema.ERRORS_DIR):
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    if _is_temporary(entry):
+                        entry.unlink()
+
+    def _refuse(self, why: str) -> FileExistsError:
+        return FileExistsError(f"store {self.path} {why}: use --overwrite to replace it, or another --out")
+
+    def _resume(self, retry_errors: bool) -> None:
+        meta_file = self.path / schema.META_FILE
+        if not meta_file.is_file():
+            raise self._refuse(f"already exists and is not empty, and is not a fastmer feature store "
+                               f"(no {schema.META_FILE})")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except ValueError as exc:
+            raise self._refuse(f"has an unreadable {schema.META_FILE} ({exc})") from exc
+        if meta.get("format") != schema.FORMAT or meta.get("format_version") != schema.FORMAT_VERSION:
+            raise self._refuse(f"has format {meta.get('format')!r} v{meta.get('format_version')} "
+                               f"(this fastmer writes {schema.FORMAT} v{schema.FORMAT_VERSION}), so it cannot be resumed")
+        if meta.get("params_hash") != self.params_hash:
+            raise self._refuse(f"was extracted with other parameters (params_hash {meta.get('params_hash')}; "
+                               f"this run: {self.params_hash}), so it cannot be resumed")
+        if meta.get("representations") != self._representations_meta():
+            raise self._refuse(f"holds other representations ({meta.get('representations')}; this run: "
+                               f"{self._representations_meta()}), so it cannot be resumed")
+        self.resumed = True
+        self.created = meta.get("created", self.created)
+        clip_shards = _shards(self.path / schema.CLIPS_DIR)
+        for shard in clip_shards:
+            self._commit_existing(pq.read_table(shard, columns=["uid", "corpus_index"]), shard)
+            self.n_clips += pq.read_metadata(shard).num_rows
+        error_shards = _shards(self.path / schema.ERRORS_DIR)
+        for shard in error_shards:
+            if retry_errors:
+                self.n_retried += pq.read_metadata(shard).num_rows
+                self._stale_errors.append(shard)
+            else:
+                self._commit_existing(pq.read_table(shard, columns=["uid", "corpus_index"]), shard)
+                self.n_errors += pq.read_metadata(shard).num_rows
+        self._shard = max((_shard_number(p) + 1 for p in clip_shards), default=0)
+        self._error_shard = max((_shard_number(p) + 1 for p in error_shards), default=0)
+
+    def _commit_existing(self, table: pa.Table, shard: Path) -> None:
+        for uid, index in zip(table.column("uid").to_pylist(), table.column("corpus_index").to_pylist(), strict=True):
+            if uid in self._uids:
+                raise ValueError(f"store {self.path} is corrupt: {uid} is stored twice (again in {shard})")
+            self._uids.add(uid)
+            self.committed.setdefault(index, []).append(uid)
+            self._next_index = max(self._next_index, index + 1)
+
+    # --- writing ---------------------------------------------------------------------------
+    def _representations_meta(self) -> dict[str, Any]:
+        return {name: {"shape": list(spec.shape), "dtype": spec.dtype, "channels": list(spec.channels)}
+                for name, spec in self.representations.items()}
 
     def _write_meta(self, *, complete: bool) -> None:
+        self._started = True
         meta = {
             "format": schema.FORMAT,
             "format_version": schema.FORMAT_VERSION,
             "fastmer_version": __version__,
             "created": self.created,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "complete": complete,
             "n_clips": self.n_clips,
             "n_errors": self.n_errors,
             "params": self.params,
             "params_hash": self.params_hash,
             "runtime": self.runtime,
-            "representations": {
-                name: {"shape": list(spec.shape), "dtype": spec.dtype, "channels": list(spec.channels)}
-                for name, spec in self.representations.items()
-            },
+            "representations": self._representations_meta(),
         }
         atomic_write_bytes(self.path / schema.META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
 
+    def _claim(self, row: dict[str, Any]) -> int:
+        """The row's corpus index (the next one when absent); a uid or clip stored before is an error."""
+        uid = row.get("uid")
+        index = row.get("corpus_index")
+        index = self._next_index if index is None else int(index)
+        if index in self.committed:
+            raise ValueError(f"{uid}: clip {index} is already in the store ({', '.join(self.committed[index])})")
+        if uid in self._uids:
+            raise ValueError(f"{uid} is already in the store")
+        self._uids.add(uid)
+        self._next_index = max(self._next_index, index + 1)
+        return index
+
     def add(self, row: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
-        """Buffer one clip; its metadata keys are the store's clip columns."""
+        """Buffer one row; its metadata keys are the store's clip columns.
+
+        Rows with the same ``corpus_index`` (the views of one clip) are added one after
+        the other and end up in the same shard.
+        """
+        arrays = {}
         for name, spec in self.representations.items():
             array = tensors[name]
             if tuple(array.shape) != spec.shape:
                 raise ValueError(f"{row.get('uid')}: {name} has shape {array.shape}, expected {spec.shape}")
-            self._tensors[name].append(np.asarray(array, dtype=spec.dtype))
-        self._rows.append({**row, "fastmer_version": __version__, "params_hash": self.params_hash})
-        if len(self._rows) >= self.shard_size:
+            arrays[name] = np.asarray(array, dtype=spec.dtype)
+        same_clip = row.get("corpus_index") is not None and bool(self._rows) and \
+            self._rows[-1]["corpus_index"] == row["corpus_index"]
+        if len(self._rows) >= self.shard_size and not same_clip:
             self.flush()
+        index = self._claim(row)
+        for name, array in arrays.items():
+            self._tensors[name].append(array)
+        self._rows.append({**row, "corpus_index": index, "fastmer_version": __version__,
+                           "params_hash": self.params_hash})
 
     def add_error(self, row: dict[str, Any]) -> None:
-        """Buffer one error row (uid, dataset, subject, clip_id, source, stage, error)."""
-        self._errors.append(row)
+        """Buffer one error row (uid, corpus_index, dataset, subject, clip_id, source, stage, error)."""
+        self._errors.append({**row, "corpus_index": self._claim(row)})
+
+    def _drop_stale_errors(self) -> None:
+        if self._stale_errors:
+            for shard in self._stale_errors:
+                shard.unlink(missing_ok=True)
+            _fsync_dir(self.path / schema.ERRORS_DIR)
+            self._stale_errors.clear()
 
     def flush(self) -> None:
         """Write the buffered clips and errors as new shards."""
+        if not self._rows and not self._errors:
+            return
+        if not self._started:  # a resumed store: incomplete from now on
+            self._write_meta(complete=False)
+        self._drop_stale_errors()  # before any new shard: a retried clip is never in both tables
         if self._rows:
             columns = {name: [r.get(name) for r in self._rows] for name in schema.CLIP_COLUMNS.names}
             table = pa.Table.from_pydict(columns, schema=schema.CLIP_COLUMNS)
@@ -181,7 +370,8 @@ class StoreWriter:
             for chunks in self._tensors.values():
                 chunks.clear()
         if self._errors:
-            columns = {name: [str(r.get(name, "")) for r in self._errors] for name in schema.ERROR_COLUMNS.names}
+            columns = {name: [r["corpus_index"] if name == "corpus_index" else str(r.get(name, ""))
+                              for r in self._errors] for name in schema.ERROR_COLUMNS.names}
             table = pa.Table.from_pydict(columns, schema=schema.ERROR_COLUMNS)
             atomic_write_table(table, self.path / schema.ERRORS_DIR / f"part-{self._error_shard:05d}.parquet")
             self._error_shard += 1
@@ -190,9 +380,23 @@ class StoreWriter:
         self._write_meta(complete=False)
 
     def close(self) -> None:
-        """Flush and mark the store complete."""
-        self.flush()
-        self._write_meta(complete=True)
+        """Flush, mark the store complete and release it."""
+        try:
+            self.flush()
+            if self._stale_errors:  # nothing was retried after all: the old error rows stay
+                self.n_errors += self.n_retried
+                self._stale_errors.clear()
+            self._write_meta(complete=True)
+        finally:
+            self._unlock()
+
+    def abort(self) -> None:
+        """Release the store without writing what is buffered (nor marking it complete)."""
+        self._rows.clear()
+        self._errors.clear()
+        for chunks in self._tensors.values():
+            chunks.clear()
+        self._unlock()
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -202,4 +406,11 @@ class StoreWriter:
         if exc_type is None:
             self.close()
         else:
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                self._unlock()
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock_fd", None) is not None:
+            self._unlock()

@@ -84,9 +84,13 @@ def test_synth_extract_train_export_infer(runner, tmp_path):
     result = runner.invoke(main, ["infer", str(store), "-e", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "p.parquet")])
     assert result.exit_code == 0, result.output
     assert pq.read_table(tmp_path / "p.parquet").num_rows == 6
-    # Re-running into existing outputs is refused, naming the flag that allows it.
-    again = runner.invoke(main, ["extract", str(corpus), "-o", str(store), "--no-progress"])
-    assert again.exit_code == 1 and "--overwrite" in again.output
+    # Re-running the same extraction resumes the store: everything is skipped.
+    again = runner.invoke(main, ["extract", str(corpus), "-o", str(store), "--size", "64", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert "0 of 6 clips extracted" in again.output and "6 skipped (already in the store)" in again.output
+    # Other parameters into an existing store are refused, naming the flag that allows it.
+    other = runner.invoke(main, ["extract", str(corpus), "-o", str(store), "--no-progress"])
+    assert other.exit_code == 1 and "other parameters" in other.output and "--overwrite" in other.output
 
 
 def test_extract_exits_3_when_clips_fail(runner, tiny_corpus, tmp_path):
