@@ -19,6 +19,13 @@ TVL1_PRESETS = ("opencv", "ipol")
 STORE_DTYPES = ("float32", "float16")
 # Channels of the stored onset->apex flow representation.
 FLOW_CHANNELS = ("u", "v", "magnitude", "strain")
+# Stored representations (fastmer.motion.representations, which must list the same names):
+# onset->apex flow + magnitude + strain; both phases' u, v, magnitude, strain; COF; MM-COF;
+# dynamic images of the clip, of each phase, temporal-ranked and motion-intensity ordered; MESTI.
+REPRESENTATION_NAMES = ("flow_onset_apex", "flow_phases", "cof", "mm_cof", "dynamic_image", "dynamic_image_phases",
+                        "trdi", "midi", "mesti")
+# The representations computed from optical flow (the others need none).
+FLOW_REPRESENTATIONS = frozenset({"flow_onset_apex", "flow_phases", "cof", "mm_cof"})
 # Frame decoders (fastmer.decode): auto picks DALI when installed and able, else PyAV for
 # video and OpenCV for images; the dali-cpu/dali-gpu variants force where DALI runs.
 DECODERS = ("auto", "dali", "pyav", "opencv", "dali-cpu", "dali-gpu")
@@ -53,6 +60,8 @@ class ExtractConfig:
         views: one of :data:`VIEW_MODES`.
         apex: apex policy, one of :data:`APEX_MODES`.
         apex_estimator: spotting curve, one of :data:`APEX_ESTIMATORS`.
+        representations: what to compute and store, a subset of :data:`REPRESENTATION_NAMES`
+            (default: all of them).
         device: where fastmer's TV-L1 runs: ``"auto"`` (CUDA when available), ``"cpu"`` or
             ``"cuda"``.
         workers: clips decoded (and, for OpenCV backends, flows computed) in parallel
@@ -74,6 +83,7 @@ class ExtractConfig:
     views: str = "full"
     apex: str = "auto"
     apex_estimator: str = "pca"
+    representations: tuple[str, ...] = REPRESENTATION_NAMES
     device: str = "auto"
     workers: int | None = None
     batch_size: int = 64
@@ -94,6 +104,10 @@ class ExtractConfig:
                               ("views", VIEW_MODES), ("apex", APEX_MODES), ("apex_estimator", APEX_ESTIMATORS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        unknown = [r for r in self.representations if r not in REPRESENTATION_NAMES]
+        if unknown or not self.representations or len(set(self.representations)) != len(self.representations):
+            raise ValueError(f"representations must be distinct names among {', '.join(REPRESENTATION_NAMES)}, "
+                             f"got {list(self.representations)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("batch_size", "shard_size"):
@@ -114,10 +128,16 @@ class ExtractConfig:
         # decoders agree, see tests/decode); the model path is machine-specific.
         for runtime_only in ("workers", "batch_size", "shard_size", "device", "decoder", "face_model"):
             params.pop(runtime_only)
-        params.update(face_detector=face_detector, flow="onset->apex",
-                      representations={"flow_onset_apex": list(FLOW_CHANNELS)})
+        from fastmer.motion.representations import REPRESENTATIONS  # noqa: PLC0415  (torch: only when extracting)
+
+        params.update(face_detector=face_detector,
+                      representations={name: list(REPRESENTATIONS[name]) for name in self.representations})
         if self.apex == "annotation":
             params.pop("apex_estimator")
+        if not set(self.representations) & FLOW_REPRESENTATIONS:  # no flow computed: its settings do not count
+            for name in ("flow_backend", "flow_preset"):
+                params.pop(name)
+            return params
         if self.flow_backend in ("fastmer", "torch", "opencv"):
             from fastmer.ops.tvl1 import TVL1Params  # noqa: PLC0415  (torch: only when extracting)
 

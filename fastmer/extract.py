@@ -1,13 +1,15 @@
-"""``fastmer extract``: clips -> face crops -> key frames -> flow features -> feature store.
+"""``fastmer extract``: clips -> face crops -> key frames -> motion representations -> feature store.
 
 Each clip is decoded (:mod:`fastmer.decode`: DALI, PyAV or OpenCV), split into views
 (``--views split``), cropped (one face box per view and clip, :mod:`fastmer.face`) and its
 apex resolved (annotated or spotted, :mod:`fastmer.phases`) on a thread pool (decoding,
 detection and the native ops release the GIL). Results come
 back in corpus order through a bounded window, so memory stays flat however long the
-corpus. Onset/apex crop pairs of many clips are gathered into batches for one TV-L1 call
-each (fastmer's kernels: all cores, or the GPU), magnitude and strain are computed on the
-same batch with the native ops, and rows are written in atomic shards. A clip that fails
+corpus. The crops of many clips are gathered into batches: one TV-L1 call per batch for all
+its onset->apex and apex->offset pairs (fastmer's kernels: all cores, or the GPU), then every
+requested representation (``--representations``: flow features, COF, MM-COF, dynamic
+images, MESTI; :mod:`fastmer.motion.representations`) batched with the native ops, and
+rows are written in atomic shards. A clip that fails
 becomes an error row and the run goes on. Running again into the same store with the same
 parameters resumes it: clips already stored are skipped before decoding, failed ones are
 retried (a run killed at any moment and resumed ends with the rows of an uninterrupted one).
@@ -28,13 +30,24 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from fastmer.config import ExtractConfig
+from fastmer.config import FLOW_REPRESENTATIONS, ExtractConfig
 from fastmer.datasets.clip import Clip
 from fastmer.decode import open_clip_frames, split_views
 from fastmer.errors import ClipError
 from fastmer.face import FaceDetector, crop_clip, locate_face, make_detector
 from fastmer.motion.flow import compute_flow
-from fastmer.motion.representations import FLOW_CHANNELS, flow_features
+from fastmer.motion.representations import (
+    REPRESENTATIONS,
+    cof,
+    dynamic_images,
+    flow_features,
+    mesti,
+    mm_cof,
+    motion_intensity_dynamic_images,
+    phase_dynamic_images,
+    phase_flow_features,
+    temporal_ranked_dynamic_images,
+)
 from fastmer.ops.tvl1 import TVL1Params
 from fastmer.phases import resolve
 from fastmer.store.writer import RepresentationSpec, StoreWriter
@@ -65,7 +78,7 @@ class ExtractSummary:
 @dataclass
 class _ClipResult:
     row: dict[str, Any]  # the clip's identity (the error row on failure)
-    views: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)
+    views: list[tuple[dict[str, Any], np.ndarray]] = field(default_factory=list)  # (row, crops onset..offset)
     stage: str = ""
     error: str = ""
     decoder: tuple[str, str] = ("", "")  # engine and why it was chosen
@@ -74,7 +87,7 @@ class _ClipResult:
 def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, decode_device: str = "cpu") -> _ClipResult:
     """Decode, crop and resolve the key frames of one clip.
 
-    Returns one row and one (onset crop, apex crop) pair per view, or the error.
+    Returns one row and the ``(T, size, size)`` uint8 crops (onset..offset) per view, or the error.
     """
     row: dict[str, Any] = {
         "uid": clip.uid, "dataset": clip.dataset, "subject": clip.subject, "clip_id": clip.clip_id,
@@ -116,8 +129,65 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             "action_units": clip.action_units, "face_box": track.box.as_list(), "face_angle": track.angle,
             "decoder": result.decoder[0],
         }
-        result.views.append((view_row, (crops[name][0], crops[name][phases.apex - onset])))
+        result.views.append((view_row, crops[name]))
     return result
+
+
+def compute_representations(
+    clips: Sequence[np.ndarray],
+    apexes: Sequence[int],
+    names: Sequence[str],
+    flow: Callable[[np.ndarray, np.ndarray], torch.Tensor],
+    device: torch.device | str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """Every requested representation of a batch of clips, each computed batched across the clips.
+
+    Args:
+        clips: ``(T_i, H, W)`` uint8 face crops, onset first and offset last.
+        apexes: index of the apex within each clip (``1 <= apex <= T_i - 1``).
+        names: representations to compute (:data:`fastmer.config.REPRESENTATION_NAMES`).
+        flow: optical flow of ``(M, H, W)`` first frames to second frames -> ``(M, 2, H, W)``;
+            called once for all the pairs the batch needs (onset->apex, and apex->offset when a
+            phase representation is asked for).
+        device: where the dynamic images are computed.
+
+    Returns:
+        ``{name: (N, C, H, W) float32}``, rows in the order of ``clips``.
+    """
+    n = len(clips)
+    wanted = set(names)
+    out: dict[str, torch.Tensor] = {}
+    if wanted & FLOW_REPRESENTATIONS:
+        first = [c[0] for c in clips]
+        second = [c[a] for c, a in zip(clips, apexes, strict=True)]
+        both_phases = bool(wanted & {"flow_phases", "cof", "mm_cof"})
+        if both_phases:  # apex -> offset pairs in the same call
+            first += [c[a] for c, a in zip(clips, apexes, strict=True)]
+            second += [c[-1] for c in clips]
+        flows = flow(np.stack(first), np.stack(second)).float()
+        onset_apex, apex_offset = flows[:n], flows[n:] if both_phases else None
+        if "flow_onset_apex" in wanted:
+            out["flow_onset_apex"] = flow_features(onset_apex)
+        if "flow_phases" in wanted:
+            out["flow_phases"] = phase_flow_features(onset_apex, apex_offset)
+        if "cof" in wanted:
+            out["cof"] = cof(onset_apex, apex_offset)
+        if "mm_cof" in wanted:
+            out["mm_cof"] = mm_cof(onset_apex, apex_offset)
+    if wanted - FLOW_REPRESENTATIONS:
+        frames = [torch.from_numpy(c).to(device=device, dtype=torch.float32) for c in clips]
+        apex_index = list(apexes)
+        if "dynamic_image" in wanted:
+            out["dynamic_image"] = dynamic_images(frames)
+        if "dynamic_image_phases" in wanted:
+            out["dynamic_image_phases"] = phase_dynamic_images(frames, apex_index)
+        if "trdi" in wanted:
+            out["trdi"] = temporal_ranked_dynamic_images(frames)
+        if "midi" in wanted:
+            out["midi"] = motion_intensity_dynamic_images(frames)
+        if "mesti" in wanted:
+            out["mesti"] = mesti(frames, apex_index)
+    return {name: out[name] for name in names}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -190,8 +260,10 @@ def extract(
     if report is not None:
         log(f"annotations: {report.summary()}")
     decode_device = "cuda" if device.type == "cuda" else "cpu"
-    spec = RepresentationSpec((len(FLOW_CHANNELS), config.size, config.size), config.dtype, FLOW_CHANNELS)
-    writer = StoreWriter(out, {"flow_onset_apex": spec}, config.feature_params(detector.name), overwrite=overwrite,
+    specs = {name: RepresentationSpec((len(REPRESENTATIONS[name]), config.size, config.size), config.dtype,
+                                      REPRESENTATIONS[name])
+             for name in config.representations}
+    writer = StoreWriter(out, specs, config.feature_params(detector.name), overwrite=overwrite,
                          shard_size=config.shard_size,
                          runtime={"device": str(device), "workers": workers, "decoder": config.decoder,
                                   "face_model": str(getattr(detector, "model", "")) or None})
@@ -206,16 +278,19 @@ def extract(
     start = time.perf_counter()
     n_ok, n_rows, failures = 0, 0, []
     decoders_seen: set[tuple[str, str]] = set()
-    batch: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]] = []
+    batch: list[tuple[dict[str, Any], np.ndarray]] = []
+
+    def flow(first: np.ndarray, second: np.ndarray) -> torch.Tensor:
+        return compute_flow(first, second, backend=config.flow_backend, params=params,
+                            device=device if config.flow_backend in ("fastmer", "torch") else None, workers=workers)
 
     def write_batch() -> None:
-        onsets = np.stack([pair[0] for _, pair in batch])
-        apexes = np.stack([pair[1] for _, pair in batch])
-        flows = compute_flow(onsets, apexes, backend=config.flow_backend, params=params,
-                             device=device if config.flow_backend in ("fastmer", "torch") else None, workers=workers)
-        features = flow_features(flows).cpu().numpy()
-        for (row, _), feature in zip(batch, features, strict=True):
-            writer.add(row, {"flow_onset_apex": feature})
+        apexes = [row["apex"] - row["onset"] for row, _ in batch]
+        features = compute_representations([crops for _, crops in batch], apexes, config.representations, flow,
+                                           device)
+        arrays = {name: tensor.cpu().numpy() for name, tensor in features.items()}
+        for i, (row, _) in enumerate(batch):
+            writer.add(row, {name: array[i] for name, array in arrays.items()})
         batch.clear()
 
     with writer, tqdm(total=len(clips), initial=len(clips) - len(todo), unit="clip", disable=not progress,

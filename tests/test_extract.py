@@ -195,3 +195,54 @@ def test_float16_store_and_config_validation(tiny_corpus, tmp_path):
                 {"face_box": "each"}, {"views": "quad"}, {"apex": "guess"}, {"apex_estimator": "magic"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ExtractConfig(**bad)
+
+
+def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpus, tiny_store):
+    """Each stored tensor equals its function applied to the clip's own crops (decoded again
+    with OpenCV and cut with the stored box) or to the stored flows."""
+    import torch
+
+    from fastmer.config import REPRESENTATION_NAMES
+    from fastmer.decode import open_clip_frames
+    from fastmer.face import FaceBox, crop_clip
+    from fastmer.motion.representations import (
+        REPRESENTATIONS,
+        cof,
+        dynamic_images,
+        mesti,
+        mm_cof,
+        motion_intensity_dynamic_images,
+        phase_dynamic_images,
+    )
+
+    assert tuple(REPRESENTATIONS) == REPRESENTATION_NAMES  # one list of names, checked
+    store = fstore.open(tiny_store)
+    assert set(store.representations) == set(REPRESENTATION_NAMES)
+    clips = {c.uid: c for c in load("casme2", tiny_corpus)}
+    oa, phases = store.tensor("flow_onset_apex"), store.tensor("flow_phases")
+    np.testing.assert_array_equal(phases[:, :4].numpy(), oa.numpy())  # the same onset->apex flow
+    flow_oa, flow_ao = phases[:, 0:2].double(), phases[:, 4:6].double()
+    np.testing.assert_allclose(store.tensor("cof").numpy(), cof(flow_oa, flow_ao).numpy(), atol=1e-5)
+    np.testing.assert_allclose(store.tensor("mm_cof").numpy(), mm_cof(flow_oa, flow_ao).numpy(), atol=1e-5)
+    for i, uid in enumerate(store.column("uid")[:3]):
+        clip, (x, y, w, h) = clips[uid], store.column("face_box")[i]
+        with open_clip_frames(clip, engine="opencv") as source:
+            frames = source.read(range(clip.onset, clip.offset + 1))
+        crops = torch.from_numpy(crop_clip(frames, FaceBox(x, y, w, h), 128)).float()
+        apex = store.column("apex")[i] - clip.onset
+        for name, expected in (("dynamic_image", dynamic_images([crops])),
+                               ("dynamic_image_phases", phase_dynamic_images([crops], [apex])),
+                               ("midi", motion_intensity_dynamic_images([crops])),
+                               ("mesti", mesti([crops], [apex]))):
+            np.testing.assert_allclose(store.tensor(name)[i].numpy(), expected[0].numpy(), atol=1e-5, err_msg=name)
+
+
+def test_a_subset_of_representations(tiny_corpus, tmp_path):
+    clips = load("casme2", tiny_corpus)[:2]
+    extract(clips, tmp_path / "di", ExtractConfig(representations=("dynamic_image", "mesti"), size=64))
+    store = fstore.open(tmp_path / "di")
+    assert set(store.representations) == {"dynamic_image", "mesti"}
+    assert store.tensor("mesti").shape == (2, 1, 64, 64)
+    assert "tvl1" not in store.meta["params"] and "flow_backend" not in store.meta["params"]  # no flow computed
+    with pytest.raises(ValueError, match="representations must be distinct names"):
+        ExtractConfig(representations=("dynamic_image", "optical_flux"))

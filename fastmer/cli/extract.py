@@ -14,6 +14,7 @@ from fastmer.config import (
     FACE_BOX_MODES,
     FACE_DETECTORS,
     FLOW_BACKENDS,
+    REPRESENTATION_NAMES,
     STORE_DTYPES,
     TVL1_PRESETS,
     VIEW_MODES,
@@ -36,6 +37,9 @@ TAKES_SPREADSHEET = ("casme2", "samm", "mmew", "casme3", "4dme")
               help=f"Coding spreadsheet ({', '.join(TAKES_SPREADSHEET)}) [default: searched in ROOT and its parent].")
 @click.option("--protocol", default=None,
               help="Label protocol: keep only the clips it maps (e.g. casme2-5class) [default: the dataset's own].")
+@click.option("--representations", "-r", default=",".join(DEFAULTS.representations), show_default=False,
+              help=f"Comma-separated representations to store, among: {', '.join(REPRESENTATION_NAMES)} "
+                   "[default: all].")
 @click.option("--size", type=click.IntRange(16, 1024), default=DEFAULTS.size, help="Face crop side, pixels.")
 @click.option("--dtype", type=click.Choice(STORE_DTYPES), default=DEFAULTS.dtype, help="Stored precision.")
 @click.option("--decoder", type=click.Choice(DECODERS), default=DEFAULTS.decoder,
@@ -65,14 +69,15 @@ TAKES_SPREADSHEET = ("casme2", "samm", "mmew", "casme3", "4dme")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Clips in parallel [default: CPU count].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (recompute every clip).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s on stderr.")
-def command(root, dataset, out, annotations, protocol, size, dtype, decoder, face_detector, face_model, face_box,
+def command(root, dataset, out, annotations, protocol, representations, size, dtype, decoder, face_detector, face_model, face_box,
             face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, overwrite,
             progress):
     """Extract features of the corpus at ROOT into the feature store --out.
 
     Per clip: frames from onset to offset, one face box per clip (and view) used for
-    every frame, the apex (annotated, or spotted, see --apex), and the TV-L1 flow
-    onset->apex stored with its magnitude and optical strain. A clip that fails (missing
+    every frame, the apex (annotated, or spotted, see --apex), the TV-L1 flows onset->apex
+    and apex->offset, and the representations asked for (flow features, COF, MM-COF, dynamic
+    images, MESTI), one tensor column each. A clip that fails (missing
     or unreadable frames, no face, bad annotation) becomes a row in the store's errors
     table; the run goes on and exits with status 3.
 
@@ -89,6 +94,11 @@ def command(root, dataset, out, annotations, protocol, size, dtype, decoder, fac
         raise click.BadParameter(f"{root} is a folder; with --dataset manifest ROOT is the manifest file", param_hint="ROOT")
     if dataset != "manifest" and not Path(root).is_dir():
         raise click.BadParameter(f"{root} is a file; --dataset {dataset} reads a corpus folder", param_hint="ROOT")
+    names = tuple(name.strip() for name in representations.split(",") if name.strip())
+    unknown = [name for name in names if name not in REPRESENTATION_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown representation(s) {', '.join(unknown) or '(none given)'}; "
+                                 f"choose among {', '.join(REPRESENTATION_NAMES)}", param_hint="--representations")
     options = {}
     if annotations:
         if dataset not in TAKES_SPREADSHEET:
@@ -97,7 +107,8 @@ def command(root, dataset, out, annotations, protocol, size, dtype, decoder, fac
         options["spreadsheet"] = annotations
     try:
         clips = load(dataset, root, protocol, **options)
-        config = ExtractConfig(size=size, dtype=dtype, decoder=decoder, face_detector=face_detector,
+        config = ExtractConfig(representations=tuple(dict.fromkeys(names)), size=size, dtype=dtype,
+                               decoder=decoder, face_detector=face_detector,
                                face_model=face_model, face_box=face_box, face_scale=face_scale, align=align,
                                views=views, apex=apex, apex_estimator=apex_estimator, flow_backend=flow_backend,
                                flow_preset=flow_preset, device=device, workers=workers)

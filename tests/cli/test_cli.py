@@ -116,6 +116,7 @@ def test_extract_exits_3_when_clips_fail(runner, tiny_corpus, tmp_path):
         (["extract", ".", "-o", "x", "--dataset", "smic", "--annotations", "f.csv"], 2,
          "--dataset smic takes no single coding spreadsheet"),
         (["extract", ".", "-o", "x", "--apex", "guess"], 2, "--apex"),
+        (["extract", ".", "-o", "x", "-r", "flow_phases,optical_flux"], 2, "unknown representation(s) optical_flux"),
         (["extract", ".", "-o", "x", "--face-detector", "dlib"], 2, "--face-detector"),
         (["extract", ".", "-o", "x", "--decoder", "ffmpeg"], 2, "--decoder"),
         (["extract", ".", "-o", "x", "--protocol", "nope"], 1, "unknown"),
