@@ -42,7 +42,7 @@ from fastmer.motion.representations import (
     dynamic_images,
     flow_features,
     mesti,
-    mm_cof,
+    modulate_cof,
     motion_intensity_dynamic_images,
     phase_dynamic_images,
     phase_flow_features,
@@ -166,14 +166,14 @@ def compute_representations(
             second += [c[-1] for c in clips]
         flows = flow(np.stack(first), np.stack(second)).float()
         onset_apex, apex_offset = flows[:n], flows[n:] if both_phases else None
-        if "flow_onset_apex" in wanted:
-            out["flow_onset_apex"] = flow_features(onset_apex)
         if "flow_phases" in wanted:
             out["flow_phases"] = phase_flow_features(onset_apex, apex_offset)
-        if "cof" in wanted:
-            out["cof"] = cof(onset_apex, apex_offset)
-        if "mm_cof" in wanted:
-            out["mm_cof"] = mm_cof(onset_apex, apex_offset)
+        if "flow_onset_apex" in wanted:  # the first phase's channels, if already computed
+            out["flow_onset_apex"] = (out["flow_phases"][:, :4] if "flow_phases" in out
+                                      else flow_features(onset_apex))
+        if wanted & {"cof", "mm_cof"}:
+            combined = cof(onset_apex, apex_offset)
+            out["cof"], out["mm_cof"] = combined, modulate_cof(combined)
     if wanted - FLOW_REPRESENTATIONS:
         frames = [torch.from_numpy(c).to(device=device, dtype=torch.float32) for c in clips]
         apex_index = list(apexes)
@@ -187,7 +187,7 @@ def compute_representations(
             out["midi"] = motion_intensity_dynamic_images(frames)
         if "mesti" in wanted:
             out["mesti"] = mesti(frames, apex_index)
-    return {name: out[name] for name in names}
+    return {name: out[name].contiguous() for name in names}
 
 
 def resolve_device(device: str) -> torch.device:

@@ -221,6 +221,9 @@ def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpu
     clips = {c.uid: c for c in load("casme2", tiny_corpus)}
     oa, phases = store.tensor("flow_onset_apex"), store.tensor("flow_phases")
     np.testing.assert_array_equal(phases[:, :4].numpy(), oa.numpy())  # the same onset->apex flow
+    flow_ao = phases[:, 4:6].double()  # the apex->offset phase carries its own magnitude and strain
+    np.testing.assert_allclose(phases[:, 6:7].double(), flow_magnitude_reference(flow_ao), atol=1e-5)
+    np.testing.assert_allclose(phases[:, 7:8].double(), optical_strain_reference(flow_ao), atol=1e-5)
     flow_oa, flow_ao = phases[:, 0:2].double(), phases[:, 4:6].double()
     np.testing.assert_allclose(store.tensor("cof").numpy(), cof(flow_oa, flow_ao).numpy(), atol=1e-5)
     np.testing.assert_allclose(store.tensor("mm_cof").numpy(), mm_cof(flow_oa, flow_ao).numpy(), atol=1e-5)

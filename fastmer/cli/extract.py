@@ -23,8 +23,6 @@ from fastmer.config import (
 from fastmer.datasets import DATASETS
 
 DEFAULTS = ExtractConfig()
-# Loaders that read one coding spreadsheet (the others have none, or several: megc2019).
-TAKES_SPREADSHEET = ("casme2", "samm", "mmew", "casme3", "4dme")
 
 
 @click.command("extract", context_settings=CONTEXT)
@@ -34,7 +32,7 @@ TAKES_SPREADSHEET = ("casme2", "samm", "mmew", "casme3", "4dme")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True,
               help="Feature store to create, or to resume (same parameters: the clips it holds are skipped).")
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False), default=None,
-              help=f"Coding spreadsheet ({', '.join(TAKES_SPREADSHEET)}) [default: searched in ROOT and its parent].")
+              help="Coding spreadsheet, for the datasets that have one [default: searched in ROOT and its parent].")
 @click.option("--protocol", default=None,
               help="Label protocol: keep only the clips it maps (e.g. casme2-5class) [default: the dataset's own].")
 @click.option("--representations", "-r", default=",".join(DEFAULTS.representations), show_default=False,
@@ -101,7 +99,11 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
                                  f"choose among {', '.join(REPRESENTATION_NAMES)}", param_hint="--representations")
     options = {}
     if annotations:
-        if dataset not in TAKES_SPREADSHEET:
+        import importlib  # noqa: PLC0415
+        import inspect  # noqa: PLC0415
+
+        loader = importlib.import_module(DATASETS[dataset]).load
+        if "spreadsheet" not in inspect.signature(loader).parameters:  # none (smic), or several (megc2019)
             raise click.BadParameter(f"--dataset {dataset} takes no single coding spreadsheet",
                                      param_hint="--annotations")
         options["spreadsheet"] = annotations

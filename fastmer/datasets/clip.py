@@ -95,20 +95,3 @@ class Clip:
         if not self.onset < self.offset:
             raise ClipError("annotation", f"{self.uid}: onset {self.onset} is not before offset {self.offset}")
         return self.onset, self.apex if self.apex_is_valid else None, self.offset
-
-    def paths_between(self, first: int, last: int) -> list[str]:
-        """Paths of frames ``first..last`` (inclusive) of an image sequence, all of which must exist.
-
-        Raises:
-            ClipError: stage ``decode``, naming the folder and the missing frame numbers.
-        """
-        if not self.frame_paths:
-            raise ClipError("decode", f"{self.uid}: no frames found in {self.source}")
-        by_number = dict(zip(self.frame_numbers, self.frame_paths, strict=True))
-        missing = [n for n in range(first, last + 1) if n not in by_number]
-        if missing:
-            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-            raise ClipError(
-                "decode", f"{self.uid}: {len(missing)} frame(s) missing in {self.source} between {first} and {last}: {shown}"
-            )
-        return [by_number[n] for n in range(first, last + 1)]

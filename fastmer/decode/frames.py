@@ -14,16 +14,20 @@ import numpy as np
 from fastmer.errors import ClipError
 
 
+def _imread(path: str, flag: int) -> np.ndarray:
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        raise ClipError("decode", f"cannot read image {path} (missing, empty or not an image)")
+    return image
+
+
 def read_gray(path: str) -> np.ndarray:
     """One frame as an ``(H, W)`` uint8 grayscale array (OpenCV's grayscale decoding).
 
     Raises:
         ClipError: stage ``decode`` naming the file when it is missing or undecodable.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise ClipError("decode", f"cannot read image {path} (missing, empty or not an image)")
-    return image
+    return _imread(path, cv2.IMREAD_GRAYSCALE)
 
 
 def read_rgb(path: str) -> np.ndarray:
@@ -32,10 +36,7 @@ def read_rgb(path: str) -> np.ndarray:
     Raises:
         ClipError: stage ``decode`` naming the file when it is missing or undecodable.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ClipError("decode", f"cannot read image {path} (missing, empty or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_sequence(paths: Sequence[str]) -> np.ndarray:

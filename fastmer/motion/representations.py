@@ -68,6 +68,7 @@ __all__ = [
     "mesti",
     "minmax_normalize",
     "mm_cof",
+    "modulate_cof",
     "motion_intensity",
     "motion_intensity_dynamic_images",
     "motion_intensity_order",
@@ -343,7 +344,25 @@ def mm_cof(
     if not (isinstance(tau, (int, float)) and math.isfinite(tau)):
         raise ValueError(f"fastmer.mm_cof: tau must be a finite number, got {tau!r}")
     first, second = _phase_flows(flow_onset_apex, flow_apex_offset, "mm_cof")
-    combined = _combined(first, second, theta1, theta2, direction, eps)
-    magnitude = combined[:, 2:3]
+    return modulate_cof(_combined(first, second, theta1, theta2, direction, eps), modulation=modulation, tau=tau)
+
+
+def modulate_cof(cof_image: torch.Tensor, *, modulation: str = "hard", tau: float = MM_COF_TAU) -> torch.Tensor:
+    """MM-COF from a COF image: ``[u_c ⊙ g, v_c ⊙ g, Mc]`` with the gate ``g`` of :func:`mm_cof`.
+
+    For callers that store both COF and MM-COF: the combined flow is computed once.
+
+    Args:
+        cof_image: ``(N, 3, H, W)`` output of :func:`cof`.
+        modulation: one of :data:`MM_COF_MODULATIONS`.
+        tau: threshold of the hard modulation.
+
+    Returns:
+        ``(N, 3, H, W)``, channels :data:`MM_COF_CHANNELS`.
+    """
+    check_shape(cof_image, ("N", 3, "H", "W"), "cof_image", "modulate_cof")
+    if modulation not in MM_COF_MODULATIONS:
+        raise ValueError(f"fastmer.modulate_cof: modulation must be one of {MM_COF_MODULATIONS}, got {modulation!r}")
+    magnitude = cof_image[:, 2:3]
     gate = (magnitude >= tau).to(magnitude.dtype) if modulation == "hard" else magnitude
-    return torch.cat([combined[:, :2] * gate, magnitude], dim=1)
+    return torch.cat([cof_image[:, :2] * gate, magnitude], dim=1)

@@ -4,6 +4,7 @@ import pytest
 from openpyxl import Workbook
 
 from fastmer.datasets import LABEL_PROTOCOLS, get_protocol, load
+from fastmer.decode import open_clip_frames
 from fastmer.errors import ClipError
 
 HEADER = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion"]
@@ -48,22 +49,23 @@ def test_frames_sorted_numerically_and_provider_crops_accepted(tmp_path):
     (folder / "Thumbs.db").write_bytes(b"")
     (clip,) = load("casme2", tmp_path)
     assert clip.frame_numbers == (8, 9, 10, 11)
-    assert clip.paths_between(9, 10) == [str(folder / "reg_img9.jpg"), str(folder / "reg_img10.jpg")]
+    assert clip.frame_paths[1:3] == (str(folder / "reg_img9.jpg"), str(folder / "reg_img10.jpg"))
 
 
 def test_missing_frames_are_named(tmp_path):
     make_tree(tmp_path, [["01", "EP01", 1, 3, 6, "", "surprise"]], {("sub01", "EP01"): [1, 2, 3, 5, 6]})
     (clip,) = load("casme2", tmp_path)
-    with pytest.raises(ClipError, match=r"1 frame\(s\) missing in .*EP01 between 1 and 6: 4") as err:
-        clip.paths_between(1, 6)
+    with pytest.raises(ClipError, match=r"frame\(s\) 4 missing in .*EP01") as err:
+        open_clip_frames(clip, engine="opencv").read(range(1, 7))
     assert err.value.stage == "decode"
 
 
 def test_missing_clip_folder_is_reported_at_extraction_not_load(tmp_path):
     make_tree(tmp_path, [["01", "EP404", 1, 3, 6, "", "surprise"]], {})
     (clip,) = load("casme2", tmp_path)
-    with pytest.raises(ClipError, match="no frames found in .*EP404"):
-        clip.paths_between(1, 6)
+    with pytest.raises(ClipError, match="EP404") as err:
+        open_clip_frames(clip, engine="opencv").read(range(1, 7))
+    assert err.value.stage == "decode"
 
 
 @pytest.mark.parametrize(
