@@ -46,7 +46,7 @@ $(VENV)/.build-deps: $(BIN)/python
 
 # The dali extra is empty where DALI has no wheels (it installs on Linux x86-64 only).
 $(VENV)/.installed: $(VENV)/.build-deps $(NATIVE_SOURCES)
-	$(PIP) install --no-build-isolation -e ".[test,dali]"
+	$(PIP) install --no-build-isolation -e ".[test,dali,ray]"
 	$(BIN)/python -c "import fastmer.ops._native as n; r = n.unavailable_reason(); assert r is None, r"
 	touch $@
 

@@ -17,6 +17,8 @@ FLOW_BACKENDS = ("fastmer", "torch", "opencv", "dis", "farneback")
 TVL1_PRESETS = ("opencv", "ipol")
 # Stored precision of feature tensors.
 STORE_DTYPES = ("float32", "float16")
+# Where extraction's compute stages run: threads on this machine, or Ray Data (fastmer.executors.ray).
+EXECUTORS = ("local", "ray")
 # Channels of the stored onset->apex flow representation.
 FLOW_CHANNELS = ("u", "v", "magnitude", "strain")
 # Stored representations (fastmer.motion.representations, which must list the same names):
@@ -66,7 +68,8 @@ class ExtractConfig:
             ``"cuda"``.
         workers: clips decoded (and, for OpenCV backends, flows computed) in parallel
             (default: CPU count).
-        batch_size: clips per native-op batch (magnitude, strain).
+        batch_size: clips gathered into one batch of the flow and representation stage (one
+            TV-L1 call for all their pairs); on a GPU, larger batches keep it busier.
         shard_size: clips per Parquet shard.
     """
 
@@ -132,8 +135,6 @@ class ExtractConfig:
 
         params.update(face_detector=face_detector,
                       representations={name: list(REPRESENTATIONS[name]) for name in self.representations})
-        if self.apex == "annotation":
-            params.pop("apex_estimator")
         if not set(self.representations) & FLOW_REPRESENTATIONS:  # no flow computed: its settings do not count
             for name in ("flow_backend", "flow_preset"):
                 params.pop(name)

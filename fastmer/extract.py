@@ -1,24 +1,33 @@
 """``fastmer extract``: clips -> face crops -> key frames -> motion representations -> feature store.
 
-Each clip is decoded (:mod:`fastmer.decode`: DALI, PyAV or OpenCV), split into views
-(``--views split``), cropped (one face box per view and clip, :mod:`fastmer.face`) and its
-apex resolved (annotated or spotted, :mod:`fastmer.phases`) on a thread pool (decoding,
-detection and the native ops release the GIL). Results come
-back in corpus order through a bounded window, so memory stays flat however long the
-corpus. The crops of many clips are gathered into batches: one TV-L1 call per batch for all
-its onset->apex and apex->offset pairs (fastmer's kernels: all cores, or the GPU), then every
-requested representation (``--representations``: flow features, COF, MM-COF, dynamic
-images, MESTI; :mod:`fastmer.motion.representations`) batched with the native ops, and
-rows are written in atomic shards. A clip that fails
-becomes an error row and the run goes on. Running again into the same store with the same
-parameters resumes it: clips already stored are skipped before decoding, failed ones are
-retried (a run killed at any moment and resumed ends with the rows of an uninterrupted one).
+The pipeline has three overlapping stages, so the slowest one sets the pace:
+
+1. *clips* (a thread pool of ``--workers``): each clip is decoded (:mod:`fastmer.decode`:
+   DALI, PyAV or OpenCV), split into views (``--views split``), cropped (one face box per
+   view and clip, :mod:`fastmer.face`), its motion-intensity curve computed and its apex
+   resolved (annotated or spotted, :mod:`fastmer.phases`). Decoding, detection and the
+   native ops release the GIL. Results come back in corpus order through a bounded window.
+2. *features* (the calling thread, and the GPU when there is one): the crops of many clips
+   are gathered into a batch: one TV-L1 call for all its onset->apex and apex->offset pairs
+   (fastmer's kernels: all cores, or the GPU), then every requested representation
+   (``--representations``: flow features, COF, MM-COF, dynamic images, MESTI;
+   :mod:`fastmer.motion.representations`) batched with the native ops.
+3. *write* (one thread): rows go into atomic Parquet shards (:class:`StoreWriter`) while the
+   next batch is computed; at most two batches wait for it.
+
+Memory stays bounded whatever the corpus size: ``4 x workers`` clips in the first stage, one
+batch in the second, two in the third. A clip that fails becomes an error row and the run
+goes on. Running again into the same store with the same parameters resumes it: clips
+already stored are skipped before decoding, failed ones are retried (a run killed at any
+moment and resumed ends with the rows of an uninterrupted one). ``executor="ray"`` runs the
+first two stages on Ray Data instead (:mod:`fastmer.executors.ray`); the store is the same.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,7 +39,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from fastmer.config import FLOW_REPRESENTATIONS, ExtractConfig
+from fastmer.config import EXECUTORS, FLOW_REPRESENTATIONS, ExtractConfig
 from fastmer.datasets.clip import Clip
 from fastmer.decode import open_clip_frames, split_views
 from fastmer.errors import ClipError
@@ -49,16 +58,44 @@ from fastmer.motion.representations import (
     temporal_ranked_dynamic_images,
 )
 from fastmer.ops.tvl1 import TVL1Params
-from fastmer.phases import resolve
+from fastmer.phases import motion_curve, resolve
+from fastmer.store import schema
 from fastmer.store.writer import RepresentationSpec, StoreWriter
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
+#: Pipeline stages, in data order: the first four run per clip on the workers, ``flow`` and
+#: ``representations`` per batch, ``write`` on the writer thread.
+STAGES = ("decode", "face", "crop", "apex", "flow", "representations", "write")
+
+
+class StageTimes:
+    """Busy seconds per stage, summed over the threads that ran it (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
+
+    def merge(self, seconds: dict[str, float]) -> None:
+        with self._lock:
+            for stage, value in seconds.items():
+                self.seconds[stage] += value
+
+
 @dataclass
 class ExtractSummary:
-    """What an extraction did."""
+    """What an extraction did.
+
+    ``stages`` holds busy seconds per stage (:data:`STAGES`), summed over the threads (or
+    Ray workers) that ran it, so a stage on ``workers`` threads can exceed the wall time
+    ``seconds``; ``stage_report()`` puts them side by side.
+    """
 
     store: str
     n_clips: int
@@ -68,11 +105,24 @@ class ExtractSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     n_rows: int = 0  # rows written: one per view of each clip that succeeded
     n_skipped: int = 0  # clips already in the (resumed) store, not processed again
+    n_pairs: int = 0  # optical-flow pairs computed
+    stages: dict[str, float] = field(default_factory=dict)
+    executor: str = "local"
 
     @property
     def clips_per_s(self) -> float:
         processed = self.n_clips - self.n_skipped
         return processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.n_pairs / self.seconds if self.seconds > 0 else 0.0
+
+    def stage_report(self) -> str:
+        """One line: wall time, then each stage's busy seconds and share of the wall time."""
+        parts = [f"{stage} {value:.2f} s ({value / self.seconds:.0%})" if self.seconds > 0 else f"{stage} {value:.2f} s"
+                 for stage, value in self.stages.items()]
+        return f"wall {self.seconds:.2f} s; busy: " + ", ".join(parts)
 
 
 @dataclass
@@ -82,6 +132,8 @@ class _ClipResult:
     stage: str = ""
     error: str = ""
     decoder: tuple[str, str] = ("", "")  # engine and why it was chosen
+    seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage
+    features: list[dict[str, np.ndarray]] = field(default_factory=list)  # per view, once computed
 
 
 def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, decode_device: str = "cpu") -> _ClipResult:
@@ -95,6 +147,7 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
     }
     result = _ClipResult(row)
     try:
+        clock = _Clock(result.seconds)
         onset, apex, offset = clip.validate_annotation()
         with open_clip_frames(clip, engine=config.decoder, device=decode_device) as frames_source:
             result.decoder = (frames_source.engine, frames_source.reason)
@@ -103,6 +156,7 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             views = split_views(frames, config.views)
         else:  # a clip that is already one half of side-by-side frames
             views = {clip.view: split_views(frames, "split")[clip.view]}
+        clock.lap("decode")
         onset_file = (clip.frame_paths[clip.frame_numbers.index(onset)] if onset in clip.frame_numbers
                       else f"frame {onset} of {clip.source}")
         tracks, crops = {}, {}
@@ -111,9 +165,14 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             where += f" ({onset_file})"
             tracks[name] = locate_face(view_frames, detector, mode=config.face_box, scale=config.face_scale,
                                        align=config.align, where=where)
+            clock.lap("face")
             crops[name] = crop_clip(view_frames, tracks[name].box, config.size, angle=tracks[name].angle)
+            clock.lap("crop")
+        # Every view's curve is stored; a spotted apex is found on their sum.
+        curves = {name: motion_curve(c, config.apex_estimator).double().cpu().numpy() for name, c in crops.items()}
         phases = resolve(onset, apex, offset, list(crops.values()), mode=config.apex,
-                         estimator=config.apex_estimator, where=clip.uid)
+                         estimator=config.apex_estimator, where=clip.uid, curves=list(curves.values()))
+        clock.lap("apex")
     except ClipError as exc:
         message = str(exc) if clip.uid in str(exc) else f"{clip.uid}: {exc}"
         result.stage, result.error = exc.stage, message
@@ -127,10 +186,28 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             **row, "uid": view_clip.uid, "view": name, "onset": phases.onset, "apex": phases.apex,
             "offset": phases.offset, "apex_source": phases.apex_source, "labels": list(clip.labels),
             "action_units": clip.action_units, "face_box": track.box.as_list(), "face_angle": track.angle,
-            "decoder": result.decoder[0],
+            "decoder": result.decoder[0], "motion_curve": curves[name].astype(np.float32).tolist(),
         }
         result.views.append((view_row, crops[name]))
     return result
+
+
+class _Clock:
+    """Adds the time since its last lap to ``seconds[stage]``."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
+        self.last = now
+
+
+def keyframes(crops: np.ndarray, apex: int) -> np.ndarray:
+    """The ``(3, H, W)`` crops at onset, apex (an index into ``crops``) and offset."""
+    return np.stack([crops[0], crops[apex], crops[-1]])
 
 
 def compute_representations(
@@ -216,6 +293,91 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
             yield result
 
 
+class FeatureStage:
+    """The second stage: flow and representations for a batch of clip results, in place.
+
+    Shared by the executors (local threads, Ray actors): it holds what a batch needs (the
+    flow backend, its parameters and the device) and adds each view's tensors, stored
+    dtype, to :attr:`_ClipResult.features`.
+    """
+
+    def __init__(self, config: ExtractConfig, device: torch.device, workers: int) -> None:
+        self.config = config
+        self.device = device
+        self.workers = workers
+        backend = config.flow_backend
+        self.params = TVL1Params.preset(config.flow_preset) if backend in ("fastmer", "torch", "opencv") else None
+
+    def flow(self, first: np.ndarray, second: np.ndarray) -> torch.Tensor:
+        backend = self.config.flow_backend
+        flows = compute_flow(first, second, backend=backend, params=self.params,
+                             device=self.device if backend in ("fastmer", "torch") else None, workers=self.workers)
+        if flows.is_cuda:  # the flow stage's time is the GPU's, not the launch's
+            torch.cuda.synchronize(flows.device)
+        return flows
+
+    def __call__(self, results: Sequence[_ClipResult]) -> tuple[int, dict[str, float]]:
+        """Compute the features of every view of ``results``; returns (flow pairs, seconds per stage)."""
+        views = [(row, crops) for result in results for row, crops in result.views]
+        seconds = {"flow": 0.0, "representations": 0.0}
+        if not views:
+            return 0, seconds
+        flow_seconds = 0.0
+        n_pairs = 0
+
+        def timed_flow(first: np.ndarray, second: np.ndarray) -> torch.Tensor:
+            nonlocal flow_seconds, n_pairs
+            begin = time.perf_counter()
+            flows = self.flow(first, second)
+            flow_seconds += time.perf_counter() - begin
+            n_pairs += len(first)
+            return flows
+
+        begin = time.perf_counter()
+        apexes = [row["apex"] - row["onset"] for row, _ in views]
+        features = compute_representations([crops for _, crops in views], apexes, self.config.representations,
+                                           timed_flow, self.device)
+        dtype = np.dtype(self.config.dtype)
+        arrays = {name: tensor.cpu().numpy().astype(dtype, copy=False) for name, tensor in features.items()}
+        i = 0
+        for result in results:
+            result.features = []
+            for row, crops in result.views:
+                view_features = {name: array[i] for name, array in arrays.items()}
+                view_features[schema.KEYFRAMES] = keyframes(crops, row["apex"] - row["onset"])
+                result.features.append(view_features)
+                i += 1
+        seconds["flow"] = flow_seconds
+        seconds["representations"] = time.perf_counter() - begin - flow_seconds
+        return n_pairs, seconds
+
+
+def _run_local(
+    todo: dict[int, Clip],
+    detector: FaceDetector,
+    config: ExtractConfig,
+    features: FeatureStage,
+    workers: int,
+    decode_device: str,
+    on_batch: Callable[[int, dict[str, float]], None],
+) -> Iterator[tuple[int, _ClipResult]]:
+    """Stages 1 and 2 on this machine: ``(corpus index, result with features)`` in corpus order."""
+    results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), todo.values(), workers,
+                          window=4 * workers)
+    batch: list[tuple[int, _ClipResult]] = []
+    n_views = 0
+    for index, result in zip(todo, results, strict=True):
+        batch.append((index, result))
+        n_views += len(result.views)
+        if n_views >= config.batch_size:
+            on_batch(*features([r for _, r in batch]))
+            yield from batch
+            batch, n_views = [], 0
+    if batch:
+        on_batch(*features([r for _, r in batch]))
+        yield from batch
+
+
 def extract(
     clips: Sequence[Clip],
     out: str | Path,
@@ -224,6 +386,8 @@ def extract(
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    executor: str = "local",
+    ray_options: dict[str, Any] | None = None,
 ) -> ExtractSummary:
     """Extract the features of ``clips`` into the feature store at ``out``.
 
@@ -236,9 +400,13 @@ def extract(
         out: store directory: new, empty, or a store to resume.
         config: extraction parameters.
         overwrite: replace an existing store (recompute everything).
-        progress: show a progress bar with clips/s on stderr.
-        log: receives the run's choices (decoder, face detector and why) and one line per
-            failed clip (default: stderr).
+        progress: show a progress bar with clips/s, pairs/s and the ETA on stderr.
+        log: receives the run's choices (decoder, face detector and why), one line per
+            failed clip and the stage times (default: stderr).
+        executor: ``"local"`` (threads on this machine) or ``"ray"`` (Ray Data: this machine
+            or a cluster, see :mod:`fastmer.executors.ray`); the store is the same.
+        ray_options: for ``executor="ray"``: :func:`fastmer.executors.ray.run`'s options
+            (``address``, ``decode_actors``, ``feature_actors``, ``gpus_per_actor``).
 
     Returns:
         An :class:`ExtractSummary`; failed clips are in the store's errors table.
@@ -249,11 +417,12 @@ def extract(
     """
     from tqdm import tqdm  # noqa: PLC0415
 
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     config = config or ExtractConfig()
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     workers = config.workers or os.cpu_count() or 1
     device = resolve_device(config.device)
-    params = TVL1Params.preset(config.flow_preset) if config.flow_backend in ("fastmer", "torch", "opencv") else None
     detector, why = make_detector(config.face_detector, config.face_model)
     log(f"face detector: {detector.name} ({why})")
     report = getattr(clips, "report", None)
@@ -263,10 +432,11 @@ def extract(
     specs = {name: RepresentationSpec((len(REPRESENTATIONS[name]), config.size, config.size), config.dtype,
                                       REPRESENTATIONS[name])
              for name in config.representations}
+    specs[schema.KEYFRAMES] = RepresentationSpec((3, config.size, config.size), "uint8", schema.KEYFRAME_CHANNELS)
     writer = StoreWriter(out, specs, config.feature_params(detector.name), overwrite=overwrite,
                          shard_size=config.shard_size,
                          runtime={"device": str(device), "workers": workers, "decoder": config.decoder,
-                                  "face_model": str(getattr(detector, "model", "")) or None})
+                                  "executor": executor, "face_model": str(getattr(detector, "model", "")) or None})
     try:
         todo = _clips_to_do(clips, writer)
     except BaseException:
@@ -276,50 +446,92 @@ def extract(
         log(f"resuming {out}: {len(clips) - len(todo)} of {len(clips)} clips already stored"
             + (f", {writer.n_retried} failed clip(s) retried" if writer.n_retried else ""))
     start = time.perf_counter()
-    n_ok, n_rows, failures = 0, 0, []
+    times = StageTimes()
+    n_ok, n_rows, n_pairs, failures = 0, 0, 0, []
     decoders_seen: set[tuple[str, str]] = set()
-    batch: list[tuple[dict[str, Any], np.ndarray]] = []
+    features = FeatureStage(config, device, workers)
 
-    def flow(first: np.ndarray, second: np.ndarray) -> torch.Tensor:
-        return compute_flow(first, second, backend=config.flow_backend, params=params,
-                            device=device if config.flow_backend in ("fastmer", "torch") else None, workers=workers)
+    def on_batch(pairs: int, seconds: dict[str, float]) -> None:
+        nonlocal n_pairs
+        n_pairs += pairs
+        times.merge(seconds)
 
-    def write_batch() -> None:
-        apexes = [row["apex"] - row["onset"] for row, _ in batch]
-        features = compute_representations([crops for _, crops in batch], apexes, config.representations, flow,
-                                           device)
-        arrays = {name: tensor.cpu().numpy() for name, tensor in features.items()}
-        for i, (row, _) in enumerate(batch):
-            writer.add(row, {name: array[i] for name, array in arrays.items()})
-        batch.clear()
+    def write(index: int, result: _ClipResult) -> None:
+        begin = time.perf_counter()
+        if result.views:
+            for (row, _), tensors in zip(result.views, result.features, strict=True):
+                writer.add(row, tensors)
+        else:
+            writer.add_error({**result.row, "stage": result.stage, "error": result.error})
+        times.add("write", time.perf_counter() - begin)
 
-    with writer, tqdm(total=len(clips), initial=len(clips) - len(todo), unit="clip", disable=not progress,
-                      file=sys.stderr, desc="extract") as bar:
-        results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), todo.values(), workers,
-                              window=4 * workers)
-        for index, result in zip(todo, results, strict=True):
+    if executor == "ray":
+        from fastmer.executors.ray import run as run_ray  # noqa: PLC0415  (ray: only when asked for)
+
+        results = run_ray(todo, detector, config, device, workers, on_batch, **(ray_options or {}))
+    else:
+        results = _run_local(todo, detector, config, features, workers, decode_device, on_batch)
+    with writer, _WriteQueue(depth=2) as queue, tqdm(
+            total=len(clips), initial=len(clips) - len(todo), unit="clip", disable=not progress, file=sys.stderr,
+            desc="extract", smoothing=0.1) as bar:
+        for index, result in results:
             result.row["corpus_index"] = index
             for view_row, _ in result.views:
                 view_row["corpus_index"] = index
+            times.merge(result.seconds)
             if result.decoder[0] and result.decoder not in decoders_seen:
                 decoders_seen.add(result.decoder)
                 log(f"decoder: {result.decoder[0]} ({result.decoder[1]})")
             if not result.views:
                 failures.append({"uid": result.row["uid"], "stage": result.stage, "error": result.error})
-                writer.add_error({**result.row, "stage": result.stage, "error": result.error})
                 log(f"error: {result.row['uid']} [{result.stage}] {result.error}")
             else:
                 n_ok += 1
                 n_rows += len(result.views)
-                batch.extend(result.views)
-                if len(batch) >= config.batch_size:
-                    write_batch()
+            queue.put(write, index, result)
             bar.update()
-        if batch:
-            write_batch()
+            elapsed = time.perf_counter() - start
+            if n_pairs and elapsed > 0:
+                bar.set_postfix_str(f"{n_pairs / elapsed:.1f} pairs/s", refresh=False)
     seconds = time.perf_counter() - start
-    return ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures, n_rows,
-                          n_skipped=len(clips) - len(todo))
+    summary = ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures, n_rows,
+                             n_skipped=len(clips) - len(todo), n_pairs=n_pairs, stages=dict(times.seconds),
+                             executor=executor)
+    if todo:
+        log(f"stages: {summary.stage_report()}")
+    return summary
+
+
+class _WriteQueue:
+    """Runs write jobs in order on one thread, at most ``depth`` waiting; errors surface in the caller.
+
+    Jobs are submitted per clip; ``depth`` counts batches of up to 64 clips so the
+    writer never holds up the features stage for long, and memory stays bounded.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastmer-write")
+        self._pending: deque[Future[None]] = deque()
+        self._limit = 64 * depth
+
+    def put(self, fn: Callable[..., None], *args: Any) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while self._pending and (self._pending[0].done() or len(self._pending) > self._limit):
+            self._pending.popleft().result()  # re-raises a failed write here
+
+    def __enter__(self) -> _WriteQueue:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                while self._pending:
+                    self._pending.popleft().result()
+            else:  # the run is failing: drop what is queued, let the running job finish
+                for future in self._pending:
+                    future.cancel()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _clips_to_do(clips: Sequence[Clip], writer: StoreWriter) -> dict[int, Clip]:

@@ -139,7 +139,10 @@ def test_apex_policies(tiny_corpus, tmp_path):
     spotted = extract(loaded, tmp_path / "spot", ExtractConfig(apex="spot", apex_estimator="regions", size=64))
     store = fstore.open(tmp_path / "spot")
     assert spotted.n_failed == 0 and store.column("apex_source") == ["spotted:regions"] * 9
-    assert "apex_estimator" not in fstore.open(tmp_path / "strict").meta["params"]
+    # the estimator draws every stored motion curve, annotated apex or not: it is a feature parameter
+    assert fstore.open(tmp_path / "strict").meta["params"]["apex_estimator"] == "pca"
+    for apex, onset, curve in zip(store.column("apex"), store.column("onset"), store.column("motion_curve"), strict=True):
+        assert apex - onset == 1 + int(np.argmax(curve[1:]))  # spotted on the stored curve
     # the synthetic annotation is the true apex
     errors = [abs(a - c.apex) for a, c in zip(store.column("apex"), clips, strict=True)]
     assert sum(e <= 2 for e in errors) >= 8, errors
@@ -214,10 +217,12 @@ def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpu
         motion_intensity_dynamic_images,
         phase_dynamic_images,
     )
+    from fastmer.phases.spotting import principal_curve
 
     assert tuple(REPRESENTATIONS) == REPRESENTATION_NAMES  # one list of names, checked
     store = fstore.open(tiny_store)
-    assert set(store.representations) == set(REPRESENTATION_NAMES)
+    assert set(store.representations) == {*REPRESENTATION_NAMES, "keyframes"}
+    assert store.channels("keyframes") == ("onset", "apex", "offset") and store.numpy("keyframes").dtype == np.uint8
     clips = {c.uid: c for c in load("casme2", tiny_corpus)}
     oa, phases = store.tensor("flow_onset_apex"), store.tensor("flow_phases")
     np.testing.assert_array_equal(phases[:, :4].numpy(), oa.numpy())  # the same onset->apex flow
@@ -231,8 +236,13 @@ def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpu
         clip, (x, y, w, h) = clips[uid], store.column("face_box")[i]
         with open_clip_frames(clip, engine="opencv") as source:
             frames = source.read(range(clip.onset, clip.offset + 1))
-        crops = torch.from_numpy(crop_clip(frames, FaceBox(x, y, w, h), 128)).float()
+        crops_u8 = crop_clip(frames, FaceBox(x, y, w, h), 128)
+        crops = torch.from_numpy(crops_u8).float()
         apex = store.column("apex")[i] - clip.onset
+        np.testing.assert_array_equal(store.numpy("keyframes")[i], crops_u8[[0, apex, -1]])
+        curve = store.column("motion_curve")[i]
+        assert len(curve) == len(crops_u8)
+        np.testing.assert_allclose(curve, principal_curve(crops_u8).numpy(), rtol=1e-5, atol=1e-5 * max(curve))
         for name, expected in (("dynamic_image", dynamic_images([crops])),
                                ("dynamic_image_phases", phase_dynamic_images([crops], [apex])),
                                ("midi", motion_intensity_dynamic_images([crops])),
@@ -244,7 +254,7 @@ def test_a_subset_of_representations(tiny_corpus, tmp_path):
     clips = load("casme2", tiny_corpus)[:2]
     extract(clips, tmp_path / "di", ExtractConfig(representations=("dynamic_image", "mesti"), size=64))
     store = fstore.open(tmp_path / "di")
-    assert set(store.representations) == {"dynamic_image", "mesti"}
+    assert set(store.representations) == {"dynamic_image", "mesti", "keyframes"}
     assert store.tensor("mesti").shape == (2, 1, 64, 64)
     assert "tvl1" not in store.meta["params"] and "flow_backend" not in store.meta["params"]  # no flow computed
     with pytest.raises(ValueError, match="representations must be distinct names"):

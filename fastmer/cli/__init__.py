@@ -23,6 +23,7 @@ COMMANDS = {
     "train": ("fastmer.cli.train", "Train and evaluate a model on a feature store (leave-one-subject-out)."),
     "export": ("fastmer.cli.export", "Export a trained run's model to ONNX."),
     "infer": ("fastmer.cli.infer", "Score a feature store with an exported engine."),
+    "viz": ("fastmer.cli.viz", "PNGs of one clip of a feature store: key-frame crops, flows, dynamic images, motion curve."),
     "demo": ("fastmer.cli.demo", "Run synth -> extract -> train -> export -> infer on a small corpus."),
     "models": ("fastmer.cli.models", "List and download (checksummed) the model files fastmer uses."),
     "info": ("fastmer.cli.info", "Versions, native op backends and optional components."),

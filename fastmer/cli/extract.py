@@ -11,6 +11,7 @@ from fastmer.config import (
     APEX_ESTIMATORS,
     APEX_MODES,
     DECODERS,
+    EXECUTORS,
     FACE_BOX_MODES,
     FACE_DETECTORS,
     FLOW_BACKENDS,
@@ -65,11 +66,24 @@ DEFAULTS = ExtractConfig()
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device,
               help="Where fastmer's TV-L1 (and DALI decoding) runs (auto: CUDA when available).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Clips in parallel [default: CPU count].")
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size,
+              help="Clips per flow/representation batch (one TV-L1 call for all their pairs; larger keeps a GPU busier).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local",
+              help="local: threads on this machine; ray: Ray Data actor pools, this machine or a cluster "
+                   "(needs fastmer[ray]).")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (auto, or ray://HOST:10001) [default: start a local Ray instance].")
+@click.option("--ray-decode-actors", type=click.IntRange(1), default=None,
+              help="Actors decoding and cropping clips [default: the cluster's CPUs minus the feature actors].")
+@click.option("--ray-feature-actors", type=click.IntRange(1), default=None,
+              help="Actors computing flow and representations [default: one per GPU, else 1].")
+@click.option("--ray-gpus", type=click.FloatRange(0), default=None,
+              help="GPUs per feature actor [default: 1 when the cluster has GPUs and --device is not cpu].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (recompute every clip).")
-@click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s on stderr.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s, flow pairs/s and the ETA on stderr.")
 def command(root, dataset, out, annotations, protocol, representations, size, dtype, decoder, face_detector, face_model, face_box,
-            face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, overwrite,
-            progress):
+            face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, batch_size,
+            executor, ray_address, ray_decode_actors, ray_feature_actors, ray_gpus, overwrite, progress):
     """Extract features of the corpus at ROOT into the feature store --out.
 
     Per clip: frames from onset to offset, one face box per clip (and view) used for
@@ -82,6 +96,10 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
     Running the same command again resumes an interrupted (or finished) run: clips already
     in the store are skipped, failed ones are retried. A store written with other
     parameters is refused; --overwrite replaces it.
+
+    Decoding/cropping, flow/representations and writing overlap; the final summary gives
+    each stage's busy time. --executor ray runs the first two on Ray Data actor pools
+    (this machine, or a cluster with --ray-address) and writes the same store.
     """
     from pathlib import Path  # noqa: PLC0415
 
@@ -113,14 +131,22 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
                                decoder=decoder, face_detector=face_detector,
                                face_model=face_model, face_box=face_box, face_scale=face_scale, align=align,
                                views=views, apex=apex, apex_estimator=apex_estimator, flow_backend=flow_backend,
-                               flow_preset=flow_preset, device=device, workers=workers)
-        summary = extract(clips, out, config, overwrite=overwrite, progress=progress)
+                               flow_preset=flow_preset, device=device, workers=workers, batch_size=batch_size)
+        ray_flags = {"--ray-address": ray_address, "--ray-decode-actors": ray_decode_actors,
+                     "--ray-feature-actors": ray_feature_actors, "--ray-gpus": ray_gpus}
+        given = [flag for flag, value in ray_flags.items() if value is not None]
+        if given and executor != "ray":
+            raise click.BadParameter(f"{', '.join(given)} only apply with --executor ray", param_hint="--executor")
+        ray_options = {"address": ray_address, "decode_actors": ray_decode_actors,
+                       "feature_actors": ray_feature_actors, "gpus_per_actor": ray_gpus}
+        summary = extract(clips, out, config, overwrite=overwrite, progress=progress, executor=executor,
+                          ray_options=ray_options if executor == "ray" else None)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     rows = f" ({summary.n_rows} rows)" if summary.n_rows != summary.n_ok else ""
     click.echo(f"{summary.n_ok} of {summary.n_clips} clips extracted{rows} to {out} in {summary.seconds:.1f} s "
-               f"({summary.clips_per_s:.1f} clips/s); {summary.n_failed} failed, {summary.n_skipped} skipped "
-               "(already in the store)")
+               f"({summary.clips_per_s:.1f} clips/s, {summary.pairs_per_s:.1f} flow pairs/s); {summary.n_failed} failed, "
+               f"{summary.n_skipped} skipped (already in the store)")
     if summary.n_failed:
         click.echo(f"failed clips are listed in {out}/errors", err=True)
         sys.exit(3)

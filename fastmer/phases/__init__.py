@@ -53,6 +53,7 @@ def resolve(
     mode: str = "auto",
     estimator: str = "pca",
     where: str = "clip",
+    curves: Sequence[np.ndarray] | None = None,
 ) -> Phases:
     """Key frames of a clip whose crops cover frames ``onset..offset``.
 
@@ -63,6 +64,7 @@ def resolve(
         mode: one of :data:`APEX_MODES`.
         estimator: spotting estimator, one of :data:`~fastmer.phases.spotting.APEX_ESTIMATORS`.
         where: names the clip in error messages.
+        curves: each view's motion curve by ``estimator``, when already computed.
 
     Raises:
         ClipError: stage ``annotation`` when ``mode="annotation"`` and there is no valid apex.
@@ -84,7 +86,7 @@ def resolve(
         if apex is None:
             raise ClipError("annotation", f"{where}: no valid apex annotated (--apex annotation spots none)")
         return Phases(onset, apex, offset, "annotation")
-    index, curve = spot_apex(views, estimator)
+    index, curve = spot_apex(views, estimator, curves=curves)
     return Phases(onset, onset + index, offset, f"spotted:{estimator}", curve)
 
 

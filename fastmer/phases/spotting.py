@@ -193,13 +193,16 @@ def motion_curve(crops: np.ndarray | torch.Tensor, estimator: str = "pca", *, de
     return detrend(curve) if detrended else curve
 
 
-def spot_apex(views: Sequence[np.ndarray | torch.Tensor], estimator: str = "pca") -> tuple[int, np.ndarray]:
+def spot_apex(views: Sequence[np.ndarray | torch.Tensor], estimator: str = "pca", *,
+              curves: Sequence[np.ndarray] | None = None) -> tuple[int, np.ndarray]:
     """Index of the apex within the clip (1..T-1) and the summed motion curve.
 
     Args:
         views: the clip's ``(T, H, W)`` crops, onset to offset, for each view (one, or two
             for side-by-side recordings); the views' curves are summed.
         estimator: one of :data:`APEX_ESTIMATORS`.
+        curves: the views' :func:`motion_curve` by ``estimator`` when already computed
+            (the extraction stores them), so they are not computed twice.
 
     Returns:
         ``(index, curve)``: the apex is frame ``onset + index``; ``curve`` is ``(T,)`` float64.
@@ -209,6 +212,10 @@ def spot_apex(views: Sequence[np.ndarray | torch.Tensor], estimator: str = "pca"
     lengths = {len(v) for v in views}
     if len(lengths) != 1:
         raise ValueError(f"views have different numbers of frames: {sorted(lengths)}")
-    curve = sum(motion_curve(v, estimator).double().cpu() for v in views)
-    curve = curve.numpy()
+    if curves is None:
+        curves = [motion_curve(v, estimator).double().cpu().numpy() for v in views]
+    elif len(curves) != len(views) or any(len(c) != len(v) for c, v in zip(curves, views, strict=True)):
+        raise ValueError(f"{len(curves)} curves of lengths {[len(c) for c in curves]} for {len(views)} views "
+                         f"of {lengths.pop()} frames")
+    curve = np.sum([np.asarray(c, dtype=np.float64) for c in curves], axis=0)
     return 1 + int(np.argmax(curve[1:])), curve

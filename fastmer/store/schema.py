@@ -9,7 +9,8 @@ from typing import Any
 import pyarrow as pa
 
 FORMAT = "fastmer-store"
-FORMAT_VERSION = 3  # 2: face_angle and decoder columns; 3: corpus_index (resumable runs)
+# 2: face_angle and decoder columns; 3: corpus_index (resumable runs); 4: motion_curve and keyframes
+FORMAT_VERSION = 4
 META_FILE = "store.json"
 CLIPS_DIR = "clips"
 ERRORS_DIR = "errors"
@@ -35,10 +36,18 @@ CLIP_COLUMNS = pa.schema(
         ("face_angle", pa.float32()),
         ("decoder", pa.string()),
         ("source", pa.string()),
+        ("motion_curve", pa.list_(pa.float32())),
         ("fastmer_version", pa.string()),
         ("params_hash", pa.string()),
     ]
 )
+
+# ``motion_curve``: the view's motion-intensity curve (the apex estimator's, one value per
+# frame onset..offset; :func:`fastmer.phases.spotting.motion_curve`), for spotting and plots.
+# ``keyframes``: the uint8 face crops at onset, apex and offset, a tensor column stored with
+# every run whatever representations it asks for (plots, apex-frame models).
+KEYFRAMES = "keyframes"
+KEYFRAME_CHANNELS = ("onset", "apex", "offset")
 
 ERROR_COLUMNS = pa.schema(
     [
@@ -53,7 +62,7 @@ ERROR_COLUMNS = pa.schema(
     ]
 )
 
-DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
+DTYPES = {"float32": pa.float32(), "float16": pa.float16(), "uint8": pa.uint8()}
 
 
 def params_hash(params: dict[str, Any]) -> str:

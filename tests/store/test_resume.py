@@ -72,7 +72,7 @@ def test_resumed_store_keeps_created_and_an_in_order_store_stays_zero_copy(tmp_p
     created = json.loads((store / "store.json").read_text())["created"]
     StoreWriter(store, SPEC, PARAMS).close()
     meta = json.loads((store / "store.json").read_text())
-    assert meta["created"] == created and meta["complete"] and meta["format_version"] == schema.FORMAT_VERSION == 3
+    assert meta["created"] == created and meta["complete"] and meta["format_version"] == schema.FORMAT_VERSION == 4
     s = fstore.open(store)
     assert s.numpy("flow").ctypes.data == s.table.column("flow").chunks[0].storage.values.buffers()[1].address
 
