@@ -23,17 +23,26 @@ def device(request) -> str:
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    """Pairs/s and EPE per benchmark group (pytest-benchmark's table shows seconds only)."""
+    """Pairs/s and EPE per benchmark group, clips/s of the extraction benchmarks
+    (pytest-benchmark's table shows seconds only)."""
     session = getattr(config, "_benchmarksession", None)
     benchmarks = getattr(session, "benchmarks", None) or []
-    rows = [b for b in benchmarks if "pairs" in b.extra_info]
-    if not rows:
-        return
-    terminalreporter.section("pairs/s and accuracy (median time)")
+    pairs_summary(terminalreporter, [b for b in benchmarks if "pairs" in b.extra_info])
+    clips_summary(terminalreporter, [b for b in benchmarks if "clips" in b.extra_info])
+
+
+def by_group(rows: list) -> list[tuple[str, list]]:
     groups: dict[str, list] = {}
     for bench in rows:
         groups.setdefault(bench.group or "", []).append(bench)
-    for group, items in sorted(groups.items()):
+    return sorted(groups.items())
+
+
+def pairs_summary(terminalreporter, rows: list) -> None:
+    if not rows:
+        return
+    terminalreporter.section("pairs/s and accuracy (median time)")
+    for group, items in by_group(rows):
         terminalreporter.write_line(group)
         base = next((b for b in items if b.extra_info.get("backend") == "opencv"), None)
         for bench in sorted(items, key=lambda b: b.stats.median):
@@ -43,3 +52,27 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             epe = f"  EPE {info['epe']:.4f}" if "epe" in info else ""
             extra = f"  {info['roofline_fraction']:.0%} of peak bandwidth" if info.get("roofline_fraction") else ""
             terminalreporter.write_line(f"  {bench.name:55s} {rate:9.1f} pairs/s{epe}{ratio}{extra}")
+
+
+def clips_summary(terminalreporter, rows: list) -> None:
+    """bench_extract.py: clips/s of each side, fastmer / baseline in the same run, where the time went."""
+    if not rows:
+        return
+    terminalreporter.section("extraction clips/s (median time; min time in brackets)")
+    for group, items in by_group(rows):
+        terminalreporter.write_line(group)
+        base = next((b for b in items if b.extra_info.get("side") == "baseline"), None)
+        for bench in sorted(items, key=lambda b: -b.stats.median):
+            info = bench.extra_info
+            rate, best = info["clips"] / bench.stats.median, info["clips"] / bench.stats.min
+            ratio = ""
+            if base is not None and bench is not base:
+                ratio = (f"  x{base.stats.median / bench.stats.median:5.2f} "
+                         f"[x{base.stats.min / bench.stats.min:5.2f}] vs baseline")
+            guard = f"  guard: EPE vs baseline {info['guard_epe_max']:.4f} px" if "guard_epe_max" in info else ""
+            terminalreporter.write_line(f"  {bench.name:45s} {rate:7.2f} [{best:5.2f}] clips/s{ratio}{guard}")
+            stages = info.get("stages")
+            if stages:
+                wall = info.get("wall") or sum(stages.values())
+                parts = ", ".join(f"{name} {seconds:.2f} s ({seconds / wall:.0%})" for name, seconds in stages.items())
+                terminalreporter.write_line(f"      busy seconds (share of wall {wall:.2f} s): {parts}")

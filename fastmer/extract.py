@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -276,11 +277,36 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:
-    """``map`` on a thread pool, in input order, with at most ``window`` items in flight."""
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque[Future[R]] = deque()
-        source = iter(items)
+@contextmanager
+def clip_workers(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """The first stage's thread pool; torch ops on its threads run on one core each.
+
+    Each thread that runs an ATen parallel op leads its own OpenMP team: with ``workers``
+    threads cropping and drawing curves beside the main thread's TV-L1, there are more
+    OpenMP threads than cores, libgomp stops spinning at barriers, and TV-L1 (thousands
+    of barriers per pair) runs ~2.8x slower (bench/RESULTS.md). The workers already run
+    ``workers`` clips in parallel, so one core each loses nothing.
+    """
+    saved = torch.get_num_threads()
+    barrier = threading.Barrier(workers + 1)
+
+    def one_core() -> None:
+        torch.get_num_threads()  # ATen's lazy per-thread init first: it would undo the next line
+        torch.set_num_threads(1)  # this thread's OpenMP team size (and the process default, restored below)
+
+    with ThreadPoolExecutor(workers, initializer=one_core, thread_name_prefix="fastmer-clip") as pool:
+        for _ in range(workers):  # start every thread now, so the default is restored after all of them
+            pool.submit(barrier.wait)
+        barrier.wait()
+        torch.set_num_threads(saved)
+        yield pool
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecutor, window: int) -> Iterator[R]:
+    """``map`` on ``pool``, in input order, with at most ``window`` items in flight."""
+    pending: deque[Future[R]] = deque()
+    source = iter(items)
+    try:
         for item in source:
             pending.append(pool.submit(fn, item))
             if len(pending) >= window:
@@ -291,6 +317,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
                 pending.append(pool.submit(fn, item))
                 break
             yield result
+    finally:
+        for future in pending:  # a failed run does not wait for clips nobody will read
+            future.cancel()
 
 
 class FeatureStage:
@@ -362,20 +391,21 @@ def _run_local(
     on_batch: Callable[[int, dict[str, float]], None],
 ) -> Iterator[tuple[int, _ClipResult]]:
     """Stages 1 and 2 on this machine: ``(corpus index, result with features)`` in corpus order."""
-    results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), todo.values(), workers,
-                          window=4 * workers)
-    batch: list[tuple[int, _ClipResult]] = []
-    n_views = 0
-    for index, result in zip(todo, results, strict=True):
-        batch.append((index, result))
-        n_views += len(result.views)
-        if n_views >= config.batch_size:
+    with clip_workers(workers) as pool:
+        results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), todo.values(), pool,
+                              window=4 * workers)
+        batch: list[tuple[int, _ClipResult]] = []
+        n_views = 0
+        for index, result in zip(todo, results, strict=True):
+            batch.append((index, result))
+            n_views += len(result.views)
+            if n_views >= config.batch_size:
+                on_batch(*features([r for _, r in batch]))
+                yield from batch
+                batch, n_views = [], 0
+        if batch:
             on_batch(*features([r for _, r in batch]))
             yield from batch
-            batch, n_views = [], 0
-    if batch:
-        on_batch(*features([r for _, r in batch]))
-        yield from batch
 
 
 def extract(
@@ -465,6 +495,11 @@ def extract(
             writer.add_error({**result.row, "stage": result.stage, "error": result.error})
         times.add("write", time.perf_counter() - begin)
 
+    def flush() -> None:
+        begin = time.perf_counter()
+        writer.flush()
+        times.add("write", time.perf_counter() - begin)
+
     if executor == "ray":
         from fastmer.executors.ray import run as run_ray  # noqa: PLC0415  (ray: only when asked for)
 
@@ -493,6 +528,7 @@ def extract(
             elapsed = time.perf_counter() - start
             if n_pairs and elapsed > 0:
                 bar.set_postfix_str(f"{n_pairs / elapsed:.1f} pairs/s", refresh=False)
+        queue.put(flush)  # the last shard's write counts as writing too
     seconds = time.perf_counter() - start
     summary = ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures, n_rows,
                              n_skipped=len(clips) - len(todo), n_pairs=n_pairs, stages=dict(times.seconds),
@@ -513,11 +549,21 @@ class _WriteQueue:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastmer-write")
         self._pending: deque[Future[None]] = deque()
         self._limit = 64 * depth
+        self._failed = False
 
     def put(self, fn: Callable[..., None], *args: Any) -> None:
-        self._pending.append(self._pool.submit(fn, *args))
+        self._pending.append(self._pool.submit(self._run, fn, *args))
         while self._pending and (self._pending[0].done() or len(self._pending) > self._limit):
             self._pending.popleft().result()  # re-raises a failed write here
+
+    def _run(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._failed:  # nothing after a failed write: the store keeps a prefix of the corpus
+            return
+        try:
+            fn(*args)
+        except BaseException:
+            self._failed = True
+            raise
 
     def __enter__(self) -> _WriteQueue:
         return self

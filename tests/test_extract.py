@@ -259,3 +259,38 @@ def test_a_subset_of_representations(tiny_corpus, tmp_path):
     assert "tvl1" not in store.meta["params"] and "flow_backend" not in store.meta["params"]  # no flow computed
     with pytest.raises(ValueError, match="representations must be distinct names"):
         ExtractConfig(representations=("dynamic_image", "optical_flux"))
+
+
+def test_stage_times_pairs_and_a_failing_write(tiny_corpus, tmp_path, monkeypatch):
+    """The summary times every stage and counts the flow pairs; a write that fails on the
+    writer thread stops the run with that error, and the next run resumes from what was
+    committed."""
+    from fastmer.extract import STAGES
+    from fastmer.store.writer import StoreWriter
+
+    clips = load("casme2", tiny_corpus)
+    lines = []
+    config = ExtractConfig(size=64, batch_size=2, shard_size=2)
+    summary = extract(clips[:4], tmp_path / "ok", config, log=lines.append)
+    assert summary.n_pairs == 8 and summary.pairs_per_s > 0  # onset->apex and apex->offset per clip
+    assert list(summary.stages) == list(STAGES) and all(summary.stages[s] > 0 for s in STAGES)
+    assert sum(summary.stages[s] for s in ("flow", "representations")) < summary.seconds
+    assert any(line.startswith("stages: wall") for line in lines)
+
+    original, calls = StoreWriter.add, []
+
+    def add(self, row, tensors):
+        calls.append(row["uid"])
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        original(self, row, tensors)
+
+    monkeypatch.setattr(StoreWriter, "add", add)
+    with pytest.raises(OSError, match="No space left"):
+        extract(clips, tmp_path / "full", config, log=lambda line: None)
+    monkeypatch.setattr(StoreWriter, "add", original)
+    partial = fstore.open(tmp_path / "full")
+    assert not partial.complete and partial.column("uid") == [c.uid for c in clips[:4]]  # two shards committed
+    resumed = extract(clips, tmp_path / "full", config, log=lambda line: None)
+    assert resumed.n_skipped == 4 and resumed.n_ok == 5
+    assert fstore.open(tmp_path / "full").column("uid") == [c.uid for c in clips]

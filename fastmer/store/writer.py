@@ -79,8 +79,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file atomically (a reader sees the whole shard or none of it)."""
-    _atomic_write(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
+    """Write a Parquet file atomically (a reader sees the whole shard or none of it).
+
+    Dictionary encoding only for the metadata columns: tried on tensor columns, it made
+    shards 50% larger and 8x slower to write (zstd of 4 clips' nine representations:
+    8.5 MB in 250 ms with it, 5.6 MB in 31 ms without).
+    """
+    dictionary = [f.name for f in table.schema if not isinstance(f.type, pa.BaseExtensionType)]
+    _atomic_write(path, lambda handle: pq.write_table(table, handle, compression="zstd", use_dictionary=dictionary))
 
 
 def _is_temporary(path: Path) -> bool:

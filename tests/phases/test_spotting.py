@@ -66,3 +66,17 @@ def test_spotted_apex_is_within_two_frames_of_the_truth(synth_corpus):
     errors = np.array(errors)
     assert len(errors) == 24
     assert np.mean(errors <= 2) >= 0.95, errors
+
+
+@pytest.mark.parametrize("sigma", [0.6, 1.0, 2.0])
+def test_blur_is_opencv_gaussian_blur(sigma):
+    """The curves' pre-blur equals OpenCV's Gaussian blur with replicated borders."""
+    import cv2
+
+    from fastmer.phases.spotting import _gaussian_blur
+
+    frames = np.random.default_rng(3).integers(0, 256, (4, 37, 52)).astype(np.float32)
+    radius = max(1, int(3 * sigma + 0.5))
+    expected = np.stack([cv2.GaussianBlur(f, (2 * radius + 1,) * 2, sigma, borderType=cv2.BORDER_REPLICATE)
+                         for f in frames])
+    np.testing.assert_allclose(_gaussian_blur(torch.from_numpy(frames), sigma).numpy(), expected, atol=2e-4)
