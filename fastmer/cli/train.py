@@ -24,14 +24,22 @@ from fastmer.train.protocols import PROTOCOLS
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the recipe's epochs.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Override the learning rate.")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Override the batch size.")
-@click.option("--seed", type=int, default=0, help="Base random seed.")
+@click.option("--k", "k", type=click.IntRange(2), default=5, help="Folds of --protocol kfold (whole subjects).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              help="Share of the subjects held out by --protocol holdout.")
+@click.option("--seed", type=int, default=0, help="Base random seed (also draws the kfold/holdout splits).")
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty --out.")
-def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, seed, overwrite):
+def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, k, test_fraction, seed, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
-    Every fold trains for a fixed number of epochs: nothing is ever chosen on a test
-    subject. UF1 and UAR are pooled over folds as MEGC defines them. Writes
-    report.json, folds.json, predictions.parquet and model.safetensors + model.json.
+    Protocols split by subject: loso (one fold per subject; on the MEGC2019 composite
+    store, the 68-fold composite protocol), loso-per-dataset (each fold trains on its
+    test subject's corpus only), kfold (--k folds of whole subjects), holdout
+    (--test-fraction of the subjects, drawn with --seed). Every fold trains for a fixed
+    number of epochs: nothing is ever chosen on a test subject. UF1 and UAR are pooled
+    over folds as MEGC defines them; the fold-averaged figures and the per-dataset
+    breakdown are reported apart. Writes report.json, folds.json (the clip ids of every
+    fold), predictions.parquet and model.safetensors + model.json.
     """
     from dataclasses import replace  # noqa: PLC0415
 
@@ -44,7 +52,8 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
     overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items() if v is not None}
     try:
         report = train(store, out, model=model, protocol=protocol, labels=labels, recipe=replace(chosen, **overrides),
-                       seed=seed, overwrite=overwrite, log=lambda line: click.echo(line, err=True))
+                       seed=seed, k=k, test_fraction=test_fraction, overwrite=overwrite,
+                       log=lambda line: click.echo(line, err=True))
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     pooled = report["metrics"]["pooled"]

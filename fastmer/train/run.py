@@ -31,8 +31,8 @@ from fastmer.models.model import MERModel
 from fastmer.store import FeatureStore
 from fastmer.store import open as open_store
 from fastmer.store.writer import atomic_write_bytes, atomic_write_table
-from fastmer.train.metrics import confusion_matrix, scores
-from fastmer.train.protocols import make_folds
+from fastmer.train.metrics import confusion_matrix, fold_averaged, per_group_scores, scores
+from fastmer.train.protocols import EXHAUSTIVE_PROTOCOLS, check_folds, folds_manifest, make_folds
 from fastmer.train.trainer import fit, predict, torch_threads
 
 FINAL_MODEL_SEED_OFFSET = 999
@@ -46,6 +46,7 @@ class _Data:
     y: torch.Tensor  # (N,) class indices
     uids: list[str]
     subjects: list[str]
+    datasets: list[str]
     excluded: list[dict[str, Any]]
 
 
@@ -55,7 +56,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protocol: LabelProtocol) -> _Data:
     """Map labels (listing the clips the protocol excludes) and prepare network inputs."""
-    uids, subjects = store.column("uid"), store.column("subject")
+    uids, subjects, datasets = store.column("uid"), store.column("subject"), store.column("dataset")
     keep, targets, excluded = [], [], []
     for i, clip_labels in enumerate(store.column("labels")):
         classes = protocol.classes_of(tuple(clip_labels))
@@ -69,7 +70,8 @@ def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protoco
     # The adapter has no parameters: prepare every clip's network input once.
     with torch.no_grad():
         x = template.adapter(store.tensor(entry.input.representation).index_select(0, torch.as_tensor(keep)))
-    return _Data(x, torch.as_tensor(targets), [uids[i] for i in keep], [subjects[i] for i in keep], excluded)
+    return _Data(x, torch.as_tensor(targets), [uids[i] for i in keep], [subjects[i] for i in keep],
+                 [datasets[i] for i in keep], excluded)
 
 
 def train(
@@ -81,6 +83,8 @@ def train(
     labels: str = "megc2019-3class",
     recipe: TrainRecipe | None = None,
     seed: int = 0,
+    k: int = 5,
+    test_fraction: float = 0.2,
     threads: int | None = 1,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -91,10 +95,13 @@ def train(
         store_path: feature store written by ``fastmer extract``.
         out: run directory (created; must be empty unless ``overwrite``).
         model: name in :data:`fastmer.models.MODELS`.
-        protocol: ``"loso"``.
+        protocol: one of :data:`fastmer.train.protocols.PROTOCOLS` (all split by subject).
+        k: folds of ``protocol="kfold"``.
+        test_fraction: share of the subjects held out by ``protocol="holdout"``.
         labels: label protocol name (:data:`fastmer.datasets.labels.LABEL_PROTOCOLS`).
         recipe: training hyper-parameters (default: the model's recipe).
-        seed: base seed; fold ``k`` uses ``seed * 1000 + k``, the final model ``seed * 1000 + 999``.
+        seed: base seed; fold ``i`` uses ``seed * 1000 + i``, the final model ``seed * 1000 + 999``;
+            it also draws the k-fold and hold-out splits.
         threads: torch intra-op threads while training. The networks are small: on a CPU one
             thread per model is fastest (more threads only contend), hence the default 1.
         overwrite: allow a non-empty ``out``.
@@ -121,26 +128,27 @@ def train(
     spec = store.representations[entry.input.representation]
     template = MERModel.create(model, label_protocol.classes, tuple(spec["channels"]), tuple(spec["shape"]))
     data = _prepare(store, template, entry, label_protocol)
-    folds = make_folds(protocol, data.subjects)
+    folds = make_folds(protocol, data.subjects, datasets=data.datasets, k=k, test_fraction=test_fraction, seed=seed)
+    check_folds(folds, data.subjects, every_clip_once=protocol in EXHAUSTIVE_PROTOCOLS)
     num_classes = len(label_protocol.classes)
 
     with torch_threads(threads):
         logits = torch.zeros(len(data.y), num_classes)
         fold_of = [""] * len(data.y)
-        fold_rows, fold_lists = [], []
-        for k, fold in enumerate(folds):
-            torch.manual_seed(seed * 1000 + k)
+        fold_rows, fold_cms = [], []
+        for i, fold in enumerate(folds):
+            torch.manual_seed(seed * 1000 + i)
             net = MERModel(template.config).net
-            fit(net, data.x[fold.train], data.y[fold.train], recipe, seed=seed * 1000 + k)
+            fit(net, data.x[fold.train], data.y[fold.train], recipe, seed=seed * 1000 + i)
             logits[fold.test] = predict(net, data.x[fold.test])
-            correct = int((logits[fold.test].argmax(1) == data.y[fold.test]).sum())
-            for i in fold.test:
-                fold_of[i] = fold.name
+            fold_predicted = logits[fold.test].argmax(1)
+            correct = int((fold_predicted == data.y[fold.test]).sum())
+            for j in fold.test:
+                fold_of[j] = fold.name
+            fold_cms.append(confusion_matrix(data.y[fold.test].tolist(), fold_predicted.tolist(), num_classes))
             fold_rows.append({"fold": fold.name, "n_train": len(fold.train), "n_test": len(fold.test),
                               "correct": correct, "accuracy": correct / len(fold.test)})
-            fold_lists.append({"fold": fold.name, "train": [data.uids[i] for i in fold.train],
-                               "test": [data.uids[i] for i in fold.test]})
-            log(f"fold {k + 1}/{len(folds)} {fold.name}: {correct}/{len(fold.test)} correct")
+            log(f"fold {i + 1}/{len(folds)} {fold.name}: {correct}/{len(fold.test)} correct")
         eval_seconds = time.perf_counter() - start
 
         # The shipped model: every clip, same recipe; never evaluated here.
@@ -155,22 +163,32 @@ def train(
                               "n_clips": len(data.y)}},
     )
 
-    predicted = logits.argmax(1)
-    pooled = scores(confusion_matrix(data.y.tolist(), predicted.tolist(), num_classes), label_protocol.classes)
+    # Only tested clips are scored (every clip, except under hold-out).
+    tested = [j for j, name in enumerate(fold_of) if name]
+    y_true, predicted = data.y[tested], logits[tested].argmax(1)
+    classes = label_protocol.classes
+    pooled = scores(confusion_matrix(y_true.tolist(), predicted.tolist(), num_classes), classes)
+    metrics: dict[str, Any] = {"pooled": pooled}
+    if len(folds) > 1:  # labelled apart: MEGC's scores are the pooled ones
+        metrics["fold_averaged"] = fold_averaged(fold_cms, classes, [f.name for f in folds])
+    tested_datasets = [data.datasets[j] for j in tested]
+    if len(set(tested_datasets)) > 1:  # a composite: each corpus's share of the pooled predictions
+        metrics["per_dataset"] = per_group_scores(y_true.tolist(), predicted.tolist(), tested_datasets, classes)
     import pyarrow as pa  # noqa: PLC0415
 
     atomic_write_table(
         pa.table({
-            "uid": data.uids,
-            "subject": data.subjects,
-            "fold": fold_of,
-            "true": [label_protocol.classes[i] for i in data.y.tolist()],
-            "predicted": [label_protocol.classes[i] for i in predicted.tolist()],
-            "probabilities": torch.softmax(logits, dim=1).numpy().astype(np.float32).tolist(),
+            "uid": [data.uids[j] for j in tested],
+            "subject": [data.subjects[j] for j in tested],
+            "dataset": tested_datasets,
+            "fold": [fold_of[j] for j in tested],
+            "true": [classes[j] for j in y_true.tolist()],
+            "predicted": [classes[j] for j in predicted.tolist()],
+            "probabilities": torch.softmax(logits[tested], dim=1).numpy().astype(np.float32).tolist(),
         }),
         out / "predictions.parquet",
     )
-    _write_json(out / "folds.json", fold_lists)
+    _write_json(out / "folds.json", folds_manifest(folds, data.uids))
     report = {
         "fastmer_version": __version__,
         "store": str(store_path),
@@ -178,17 +196,20 @@ def train(
         "model": model,
         "model_reference": entry.reference,
         "protocol": protocol,
+        "protocol_options": {"k": k} if protocol == "kfold" else
+                            {"test_fraction": test_fraction} if protocol == "holdout" else {},
         "labels": labels,
         "classes": list(label_protocol.classes),
         "n_clips": len(data.y),
         "n_subjects": len(set(data.subjects)),
         "n_folds": len(folds),
+        "n_tested": len(tested),
         "excluded_clips": data.excluded,
         "recipe": asdict(recipe),
         "seed": seed,
         "threads": threads,
         "model_selection": "none: fixed epochs, test subjects never used for any choice",
-        "metrics": {"pooled": pooled},
+        "metrics": metrics,
         "folds": fold_rows,
         "seconds": {"evaluation": eval_seconds, "total": time.perf_counter() - start},
     }

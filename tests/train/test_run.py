@@ -76,3 +76,23 @@ def test_refuses_a_multilabel_protocol(tiny_store, tmp_path):
     with pytest.raises(ValueError, match="4dme-multilabel is multi-label; this trainer is single-label"):
         train(tiny_store, tmp_path / "run", labels="4dme-multilabel")
     assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+def test_kfold_and_holdout_runs(tiny_store, tmp_path):
+    """Other protocols: every fold split by subject, fold lists written, hold-out scores only its test clips."""
+    recipe = replace(MODELS["ststnet"].recipe, epochs=2)
+    store = fstore.open(tiny_store)
+    subject_of = dict(zip(store.column("uid"), store.column("subject"), strict=True))
+    report = train(tiny_store, tmp_path / "kfold", protocol="kfold", k=3, recipe=recipe, seed=4)
+    assert report["n_folds"] == 3 and report["n_tested"] == 9 and report["protocol_options"] == {"k": 3}
+    averaged = report["metrics"]["fold_averaged"]
+    assert averaged["n_folds"] == 3 and "uf1_fold_mean" in averaged and "uf1" not in averaged  # labelled apart
+    assert "per_dataset" not in report["metrics"]  # one corpus
+    report = train(tiny_store, tmp_path / "holdout", protocol="holdout", test_fraction=0.34, recipe=recipe, seed=4)
+    (fold,) = json.loads((tmp_path / "holdout" / "folds.json").read_text())
+    test_subjects = {subject_of[u] for u in fold["test"]}
+    assert len(test_subjects) == 1 and not test_subjects & {subject_of[u] for u in fold["train"]}
+    assert report["n_tested"] == len(fold["test"]) == 3 and report["metrics"]["pooled"]["n"] == 3
+    assert "fold_averaged" not in report["metrics"]
+    preds = pq.read_table(tmp_path / "holdout" / "predictions.parquet").column("uid").to_pylist()
+    assert sorted(preds) == sorted(fold["test"])
