@@ -8,7 +8,7 @@ import click
 
 from fastmer.cli import CONTEXT
 from fastmer.datasets.labels import LABEL_PROTOCOLS
-from fastmer.models import MODELS
+from fastmer.models import CLASS_WEIGHTING, LOSSES, MODELS, OPTIMIZERS
 from fastmer.train.protocols import PROTOCOLS
 
 
@@ -24,19 +24,31 @@ from fastmer.train.protocols import PROTOCOLS
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the recipe's epochs.")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Override the learning rate.")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Override the batch size.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None, help="Override the recipe's optimiser.")
+@click.option("--loss", type=click.Choice(LOSSES), default=None, help="Override the loss: cross-entropy or focal.")
+@click.option("--focal-gamma", type=click.FloatRange(0), default=None, help="Focal loss gamma [recipe: 2].")
+@click.option("--class-weighting", type=click.Choice(CLASS_WEIGHTING), default=None,
+              help="Per-class loss weights (focal alpha) from each fold's training labels [recipe: none].")
+@click.option("--patience", type=click.IntRange(1), default=None,
+              help="Early stopping: epochs without a better validation UF1 on an inner split of the training "
+                   "subjects [recipe: fixed epochs].")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Share of a fold's training subjects in its inner validation split (with --patience) [recipe: 0.2].")
 @click.option("--k", "k", type=click.IntRange(2), default=5, help="Folds of --protocol kfold (whole subjects).")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               help="Share of the subjects held out by --protocol holdout.")
 @click.option("--seed", type=int, default=0, help="Base random seed (also draws the kfold/holdout splits).")
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty --out.")
-def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, k, test_fraction, seed, overwrite):
+def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, optimizer, loss, focal_gamma,
+            class_weighting, patience, val_fraction, k, test_fraction, seed, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
     Protocols split by subject: loso (one fold per subject; on the MEGC2019 composite
     store, the 68-fold composite protocol), loso-per-dataset (each fold trains on its
     test subject's corpus only), kfold (--k folds of whole subjects), holdout
     (--test-fraction of the subjects, drawn with --seed). Every fold trains for a fixed
-    number of epochs: nothing is ever chosen on a test subject. UF1 and UAR are pooled
+    number of epochs, or (--patience) stops early on an inner validation split of its
+    training subjects: nothing is ever chosen on a test subject. UF1 and UAR are pooled
     over folds as MEGC defines them; the fold-averaged figures and the per-dataset
     breakdown are reported apart. Writes report.json, folds.json (the clip ids of every
     fold), predictions.parquet and model.safetensors + model.json.
@@ -49,7 +61,10 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
     chosen = entry.published if recipe == "published" else entry.recipe
     if chosen is None:
         raise click.BadParameter(f"{model} has no published recipe", param_hint="--recipe")
-    overrides = {k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items() if v is not None}
+    overrides = {name: value for name, value in {
+        "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
+        "focal_gamma": focal_gamma, "class_weighting": class_weighting, "patience": patience,
+        "val_fraction": val_fraction}.items() if value is not None}
     try:
         report = train(store, out, model=model, protocol=protocol, labels=labels, recipe=replace(chosen, **overrides),
                        seed=seed, k=k, test_fraction=test_fraction, overwrite=overwrite,

@@ -45,18 +45,53 @@ class InputSpec:
 
 
 
+OPTIMIZERS = ("adam", "adamw")
+LOSSES = ("ce", "focal")
+CLASS_WEIGHTING = ("none", "inverse", "effective")
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
-    """Training hyper-parameters of a model (fixed epochs: no selection on test data)."""
+    """Training hyper-parameters of a model; nothing in it can select on test data.
+
+    Attributes:
+        epochs: training epochs (the maximum, with ``patience``).
+        lr, batch_size, weight_decay: Adam/AdamW settings.
+        optimizer: one of :data:`OPTIMIZERS`.
+        loss: ``"ce"`` (cross-entropy) or ``"focal"`` (softmax focal loss, ``focal_gamma``).
+        class_weighting: per-class weights of the loss (CE ``weight`` / focal ``α_c``) from
+            each fold's *training* labels: ``"none"``, ``"inverse"`` or ``"effective"``.
+        patience: None trains exactly ``epochs`` epochs. Otherwise early stopping: the
+            fold's training subjects are split by subject (``val_fraction`` of them held
+            out, :func:`fastmer.train.protocols.inner_split`), the network trains on the
+            rest, and the weights of the epoch with the best validation UF1 are kept;
+            training stops ``patience`` epochs after the last improvement.
+        val_fraction: share of the training subjects in that inner validation split.
+    """
 
     epochs: int
     lr: float
     batch_size: int
     weight_decay: float = 0.0
+    optimizer: str = "adam"
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    class_weighting: str = "none"
+    patience: int | None = None
+    val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"invalid training recipe {self}: epochs, batch_size >= 1, lr > 0, weight_decay >= 0")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("class_weighting", CLASS_WEIGHTING)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"recipe {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.focal_gamma < 0:
+            raise ValueError(f"recipe focal_gamma must be >= 0, got {self.focal_gamma}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"recipe patience must be >= 1 (or None: fixed epochs), got {self.patience}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"recipe val_fraction must be in (0, 1), got {self.val_fraction}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +128,17 @@ MODELS: dict[str, ModelEntry] = {
         published=TrainRecipe(epochs=800, lr=5e-5, batch_size=256),
         reference="Liong et al., STSTNet, FG 2019; github.com/christy1206/STSTNet",
     ),
+    "offapexnet": ModelEntry(
+        name="offapexnet",
+        factory="fastmer.models.offapexnet:OffApexNet",
+        input=InputSpec("flow_onset_apex", ("u", "v"), size=28, normalization="minmax"),
+        # 2.66 M parameters (mostly the two 1024-unit layers): a lower Adam rate than
+        # STSTNet's default, same fixed epochs and batch. The paper's optimiser settings
+        # were not verified, so no published recipe is recorded.
+        recipe=TrainRecipe(epochs=100, lr=1e-4, batch_size=32),
+        published=None,
+        reference="Gan et al., OFF-ApexNet, Signal Process. Image Commun. 2019",
+    ),
 }
 
 
@@ -102,4 +148,4 @@ def get_entry(name: str) -> ModelEntry:
     return MODELS[name]
 
 
-__all__ = ["MODELS", "InputSpec", "ModelEntry", "TrainRecipe", "get_entry"]
+__all__ = ["CLASS_WEIGHTING", "LOSSES", "MODELS", "OPTIMIZERS", "InputSpec", "ModelEntry", "TrainRecipe", "get_entry"]

@@ -8,6 +8,8 @@ Writes into the run directory:
 * ``folds.json``: the exact clip uids of every fold's training and test sets.
 * ``predictions.parquet``: one row per clip with its fold, true and predicted class and
   class probabilities, as predicted by the model that did not see its subject.
+* ``folds/fold-NNN.safetensors`` + ``.json``: each fold's model (the JSON names its fold).
+* ``confusion.png`` (pooled) and ``curves.png`` (every fold's training/validation loss).
 * ``model.safetensors`` + ``model.json``: a final model trained on all clips with the same
   recipe (what ``fastmer export`` ships); evaluation never uses it.
 """
@@ -32,10 +34,12 @@ from fastmer.store import FeatureStore
 from fastmer.store import open as open_store
 from fastmer.store.writer import atomic_write_bytes, atomic_write_table
 from fastmer.train.metrics import confusion_matrix, fold_averaged, per_group_scores, scores
-from fastmer.train.protocols import EXHAUSTIVE_PROTOCOLS, check_folds, folds_manifest, make_folds
-from fastmer.train.trainer import fit, predict, torch_threads
+from fastmer.train.plots import write_run_figures
+from fastmer.train.protocols import EXHAUSTIVE_PROTOCOLS, check_folds, folds_manifest, inner_split, make_folds
+from fastmer.train.trainer import History, fit, predict, torch_threads
 
 FINAL_MODEL_SEED_OFFSET = 999
+FOLDS_DIR = "folds"  # each fold's weights: folds/fold-000.safetensors + .json
 
 
 @dataclass
@@ -72,6 +76,16 @@ def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protoco
         x = template.adapter(store.tensor(entry.input.representation).index_select(0, torch.as_tensor(keep)))
     return _Data(x, torch.as_tensor(targets), [uids[i] for i in keep], [subjects[i] for i in keep],
                  [datasets[i] for i in keep], excluded)
+
+
+def _fit(net: torch.nn.Module, data: _Data, train: np.ndarray, recipe: TrainRecipe, seed: int,
+         num_classes: int) -> History:
+    """Fit on the clips ``train``; with early stopping, on an inner split of their subjects."""
+    if recipe.patience is None:
+        return fit(net, data.x[train], data.y[train], recipe, seed, num_classes=num_classes)
+    fit_idx, val_idx = inner_split(train, data.subjects, fraction=recipe.val_fraction, seed=seed)
+    return fit(net, data.x[fit_idx], data.y[fit_idx], recipe, seed, num_classes=num_classes,
+               val=(data.x[val_idx], data.y[val_idx]))
 
 
 def train(
@@ -132,22 +146,29 @@ def train(
     check_folds(folds, data.subjects, every_clip_once=protocol in EXHAUSTIVE_PROTOCOLS)
     num_classes = len(label_protocol.classes)
 
+    provenance = {"fastmer_version": __version__, "labels": labels, "recipe": asdict(recipe),
+                  "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"]}}
+    (out / FOLDS_DIR).mkdir(exist_ok=True)
     with torch_threads(threads):
         logits = torch.zeros(len(data.y), num_classes)
         fold_of = [""] * len(data.y)
         fold_rows, fold_cms = [], []
         for i, fold in enumerate(folds):
             torch.manual_seed(seed * 1000 + i)
-            net = MERModel(template.config).net
-            fit(net, data.x[fold.train], data.y[fold.train], recipe, seed=seed * 1000 + i)
-            logits[fold.test] = predict(net, data.x[fold.test])
+            fold_model = MERModel(template.config)
+            history = _fit(fold_model.net, data, fold.train, recipe, seed * 1000 + i, num_classes)
+            logits[fold.test] = predict(fold_model.net, data.x[fold.test])
+            weights = Path(FOLDS_DIR) / f"fold-{i:03d}.safetensors"
+            fold_model.eval().save(out / weights, (out / weights).with_suffix(".json"),
+                                   extra={"fold": fold.name, "fold_index": i, **provenance})
             fold_predicted = logits[fold.test].argmax(1)
             correct = int((fold_predicted == data.y[fold.test]).sum())
             for j in fold.test:
                 fold_of[j] = fold.name
             fold_cms.append(confusion_matrix(data.y[fold.test].tolist(), fold_predicted.tolist(), num_classes))
             fold_rows.append({"fold": fold.name, "n_train": len(fold.train), "n_test": len(fold.test),
-                              "correct": correct, "accuracy": correct / len(fold.test)})
+                              "correct": correct, "accuracy": correct / len(fold.test), "weights": str(weights),
+                              **history.to_json()})
             log(f"fold {i + 1}/{len(folds)} {fold.name}: {correct}/{len(fold.test)} correct")
         eval_seconds = time.perf_counter() - start
 
@@ -155,13 +176,9 @@ def train(
         final_seed = seed * 1000 + FINAL_MODEL_SEED_OFFSET
         torch.manual_seed(final_seed)
         final = MERModel(template.config)
-        fit(final.net, data.x, data.y, recipe, seed=final_seed)
-    final.eval().save(
-        out / "model.safetensors", out / "model.json",
-        extra={"fastmer_version": __version__, "labels": labels, "recipe": asdict(recipe),
-               "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"],
-                              "n_clips": len(data.y)}},
-    )
+        final_history = _fit(final.net, data, np.arange(len(data.y)), recipe, final_seed, num_classes)
+    final.eval().save(out / "model.safetensors", out / "model.json",
+                      extra={**provenance, "trained_on": {**provenance["trained_on"], "n_clips": len(data.y)}})
 
     # Only tested clips are scored (every clip, except under hold-out).
     tested = [j for j, name in enumerate(fold_of) if name]
@@ -189,6 +206,8 @@ def train(
         out / "predictions.parquet",
     )
     _write_json(out / "folds.json", folds_manifest(folds, data.uids))
+    write_run_figures(out, np.asarray(pooled["confusion_matrix"]), classes, fold_rows,
+                      title=f"{model}, {protocol}: pooled UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}")
     report = {
         "fastmer_version": __version__,
         "store": str(store_path),
@@ -208,7 +227,11 @@ def train(
         "recipe": asdict(recipe),
         "seed": seed,
         "threads": threads,
-        "model_selection": "none: fixed epochs, test subjects never used for any choice",
+        "model_selection": (
+            "none: fixed epochs, test subjects never used for any choice" if recipe.patience is None else
+            f"early stopping (patience {recipe.patience}) on the validation UF1 of an inner split of each fold's "
+            f"training subjects ({recipe.val_fraction:.0%} of them, by subject); test subjects never used"),
+        "final_model": final_history.to_json(),
         "metrics": metrics,
         "folds": fold_rows,
         "seconds": {"evaluation": eval_seconds, "total": time.perf_counter() - start},

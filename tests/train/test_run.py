@@ -96,3 +96,66 @@ def test_kfold_and_holdout_runs(tiny_store, tmp_path):
     assert "fold_averaged" not in report["metrics"]
     preds = pq.read_table(tmp_path / "holdout" / "predictions.parquet").column("uid").to_pylist()
     assert sorted(preds) == sorted(fold["test"])
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    """fit() with a validation set restores the epoch with the best validation UF1 and stops
+    `patience` epochs after it; class weights come from the training labels only."""
+    import torch.nn.functional as F
+
+    from fastmer.train.metrics import confusion_matrix, scores
+    from fastmer.train.trainer import fit, make_loss, predict
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=g)
+    y = (x[:, 0] + 0.8 * torch.randn(120, generator=g) > 0).long() + (x[:, 1] > 1.2).long()
+    net = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    recipe = replace(MODELS["ststnet"].recipe, epochs=60, lr=3e-2, batch_size=16, patience=5, class_weighting="inverse")
+    history = fit(net, x[:80], y[:80], recipe, seed=1, num_classes=3, val=(x[80:], y[80:]))
+    best = history.best_epoch
+    assert len(history.val_uf1) == len(history.train_loss) <= 60
+    assert history.val_uf1[best - 1] == max(history.val_uf1)
+    assert len(history.train_loss) == 60 or len(history.train_loss) == best + 5  # stopped by patience
+    uf1 = scores(confusion_matrix(y[80:].tolist(), predict(net, x[80:]).argmax(1).tolist(), 3), ["a", "b", "c"])["uf1"]
+    assert uf1 == pytest.approx(history.val_uf1[best - 1])  # the kept weights are the best epoch's
+    counts = torch.bincount(y[:80], minlength=3).double()
+    weights = (1 / counts) / (1 / counts).mean()
+    logits = torch.randn(10, 3, generator=g)
+    target = torch.randint(0, 3, (10,), generator=g)
+    expected = F.cross_entropy(logits.double(), target, weight=weights)
+    assert make_loss(recipe, y[:80], 3)(logits, target).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_run_with_early_stopping_records_it(tiny_store, tmp_path):
+    recipe = replace(MODELS["ststnet"].recipe, epochs=4, patience=2, val_fraction=0.5, loss="focal")
+    report = train(tiny_store, tmp_path / "es", recipe=recipe)
+    assert report["model_selection"].startswith("early stopping (patience 2)")
+    for row in report["folds"]:
+        assert 1 <= row["best_epoch"] <= row["epochs_run"] <= 4 and len(row["val_uf1"]) == row["epochs_run"]
+    assert report["recipe"]["loss"] == "focal"
+
+
+def test_fold_weights_and_figures(tiny_run):
+    """Each fold's model is saved (safetensors + JSON naming its fold) and predicts its test
+    clips as predictions.parquet says; the figures are written."""
+    import cv2
+
+    from fastmer.train.plots import confusion_image
+
+    report = json.loads((tiny_run / "report.json").read_text())
+    store = fstore.open(report["store"])
+    preds = {p["uid"]: p for p in pq.read_table(tiny_run / "predictions.parquet").to_pylist()}
+    uids = store.column("uid")
+    for row in report["folds"]:
+        weights = tiny_run / row["weights"]
+        model = MERModel.load(weights, weights.with_suffix(".json"))
+        assert json.loads(weights.with_suffix(".json").read_text())["fold"] == row["fold"]
+        test = [i for i, u in enumerate(uids) if preds[u]["fold"] == row["fold"]]
+        with torch.no_grad():
+            probs = torch.softmax(model(store.tensor("flow_onset_apex")[test]), dim=1)
+        expected = torch.tensor([preds[uids[i]]["probabilities"] for i in test])
+        torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-4)
+    confusion = cv2.imread(str(tiny_run / "confusion.png"))
+    assert confusion is not None and cv2.imread(str(tiny_run / "curves.png")) is not None
+    cm = report["metrics"]["pooled"]["confusion_matrix"]
+    assert confusion.shape[:2] == confusion_image(cm, report["classes"]).shape[:2]
