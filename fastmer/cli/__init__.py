@@ -21,6 +21,7 @@ COMMANDS = {
     "extract": ("fastmer.cli.extract", "Extract motion features of a corpus into a feature store."),
     "flow": ("fastmer.cli.flow", "Optical flow between two images (.flo, optional colour coding)."),
     "train": ("fastmer.cli.train", "Train and evaluate a model on a feature store (leave-one-subject-out)."),
+    "report": ("fastmer.cli.report", "Compare training runs in one table (pooled MEGC UF1/UAR; --markdown)."),
     "export": ("fastmer.cli.export", "Export a trained run's model to ONNX."),
     "infer": ("fastmer.cli.infer", "Score a feature store with an exported engine."),
     "viz": ("fastmer.cli.viz", "PNGs of one clip of a feature store: key-frame crops, flows, dynamic images, motion curve."),

@@ -38,9 +38,11 @@ from fastmer.train.protocols import PROTOCOLS
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               help="Share of the subjects held out by --protocol holdout.")
 @click.option("--seed", type=int, default=0, help="Base random seed (also draws the kfold/holdout splits).")
+@click.option("--seeds", default=None,
+              help="Comma-separated seeds (e.g. 1,2,3): one run per seed in --out/seed-S, and mean ± std.")
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty --out.")
 def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, optimizer, loss, focal_gamma,
-            class_weighting, patience, val_fraction, k, test_fraction, seed, overwrite):
+            class_weighting, patience, val_fraction, k, test_fraction, seed, seeds, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
     Protocols split by subject: loso (one fold per subject; on the MEGC2019 composite
@@ -65,12 +67,30 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
         "focal_gamma": focal_gamma, "class_weighting": class_weighting, "patience": patience,
         "val_fraction": val_fraction}.items() if value is not None}
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError as exc:
+            raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from exc
+        if len(seed_list) < 2 or len(set(seed_list)) != len(seed_list):
+            raise click.BadParameter("give at least two distinct seeds (or --seed for one)", param_hint="--seeds")
+    options = {"model": model, "protocol": protocol, "labels": labels, "recipe": replace(chosen, **overrides),
+               "k": k, "test_fraction": test_fraction, "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
     try:
-        report = train(store, out, model=model, protocol=protocol, labels=labels, recipe=replace(chosen, **overrides),
-                       seed=seed, k=k, test_fraction=test_fraction, overwrite=overwrite,
-                       log=lambda line: click.echo(line, err=True))
+        if seed_list:
+            from fastmer.train.run import train_seeds  # noqa: PLC0415
+
+            report = train_seeds(store, out, seed_list, **options)
+        else:
+            report = train(store, out, seed=seed, **options)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    if seed_list:
+        across = report["metrics"]["across_seeds"]
+        click.echo(json.dumps({**{name: f"{v['mean']:.4f} ± {v['std']:.4f}" for name, v in across.items()},
+                               "seeds": seed_list, "report": f"{out}/report.json"}, indent=2))
+        return
     pooled = report["metrics"]["pooled"]
     click.echo(json.dumps({"uf1": pooled["uf1"], "uar": pooled["uar"], "accuracy": pooled["accuracy"],
                            "n_clips": report["n_clips"], "n_folds": report["n_folds"], "report": f"{out}/report.json"},

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -236,5 +236,35 @@ def train(
         "folds": fold_rows,
         "seconds": {"evaluation": eval_seconds, "total": time.perf_counter() - start},
     }
+    _write_json(out / "report.json", report)
+    return report
+
+
+def train_seeds(store_path: str | Path, out: str | Path, seeds: Sequence[int], *, overwrite: bool = False,
+                log: Callable[[str], None] | None = None, **options: Any) -> dict[str, Any]:
+    """:func:`train` once per seed into ``out/seed-<s>/``; ``out/report.json`` gives mean ± std.
+
+    The standard deviation is the sample one (``n - 1``) over the seeds' pooled scores.
+    """
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be at least two distinct integers, got {list(seeds)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"run directory {out} is not empty (use --overwrite)")
+    log = log or (lambda line: None)
+    reports = {}
+    for seed in seeds:
+        log(f"seed {seed}")
+        reports[seed] = train(store_path, out / f"seed-{seed}", seed=seed, overwrite=overwrite, log=log, **options)
+    first = reports[seeds[0]]
+    across = {}
+    for name in ("uf1", "uar", "accuracy"):
+        values = [reports[s]["metrics"]["pooled"][name] for s in seeds]
+        across[name] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "values": values}
+    report = {key: first[key] for key in ("fastmer_version", "store", "store_params_hash", "model", "model_reference",
+                                          "protocol", "protocol_options", "labels", "classes", "n_clips", "n_subjects",
+                                          "n_folds", "n_tested", "recipe", "model_selection")}
+    report.update(seeds=list(seeds), runs=[f"seed-{s}" for s in seeds],
+                  metrics={"across_seeds": across, "per_seed": {str(s): reports[s]["metrics"]["pooled"] for s in seeds}})
     _write_json(out / "report.json", report)
     return report
