@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,30 @@ class MERModel(nn.Module):
         from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
         state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
-        atomic_write_bytes(weights, save(state, metadata={"fastmer_model": self.config["model"]}))
-        atomic_write_bytes(config_path, (json.dumps({**self.config, **(extra or {})}, indent=2) + "\n").encode())
+        blob = save(state, metadata={"fastmer_model": self.config["model"]})
+        atomic_write_bytes(weights, blob)
+        # The weights' hash in the config: a JSON paired with other weights is refused on load.
+        config = {**self.config, **(extra or {}), "weights_sha256": hashlib.sha256(blob).hexdigest()}
+        atomic_write_bytes(config_path, (json.dumps(config, indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, weights: Path, config_path: Path) -> MERModel:
-        from safetensors.torch import load_file  # noqa: PLC0415
+        """The model saved by :meth:`save`; safetensors only, never unpickled.
+
+        Raises:
+            ValueError: the weights are not those the config was saved with (hash), or do
+                not fit the network the config describes.
+        """
+        from safetensors.torch import load  # noqa: PLC0415
 
         config = json.loads(Path(config_path).read_text())
+        blob = Path(weights).read_bytes()
+        expected = config.get("weights_sha256")
+        if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
+            raise ValueError(f"{weights} is not the weights file {config_path} was saved with (sha256 differs)")
         model = cls(config)
-        model.net.load_state_dict(load_file(str(weights)))
+        try:
+            model.net.load_state_dict(load(blob))
+        except RuntimeError as exc:  # missing/unexpected keys or other shapes
+            raise ValueError(f"{weights} does not fit the {config['model']} network of {config_path}: {exc}") from exc
         return model.eval()

@@ -159,3 +159,17 @@ def test_fold_weights_and_figures(tiny_run):
     assert confusion is not None and cv2.imread(str(tiny_run / "curves.png")) is not None
     cm = report["metrics"]["pooled"]["confusion_matrix"]
     assert confusion.shape[:2] == confusion_image(cm, report["classes"]).shape[:2]
+
+
+def test_loading_refuses_mismatched_weights(tiny_run, tmp_path):
+    """A config paired with other weights (hash), or weights that do not fit its network, are refused."""
+    report = json.loads((tiny_run / "report.json").read_text())
+    first, second = (tiny_run / row["weights"] for row in report["folds"][:2])
+    with pytest.raises(ValueError, match="sha256 differs"):
+        MERModel.load(second, first.with_suffix(".json"))
+    config = json.loads(first.with_suffix(".json").read_text())
+    config.pop("weights_sha256")
+    config.update(model="offapexnet", input={**config["input"], "channels": ["u", "v"]})
+    (tmp_path / "other.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="does not fit the offapexnet network"):
+        MERModel.load(first, tmp_path / "other.json")
