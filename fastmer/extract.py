@@ -479,7 +479,6 @@ def extract(
     times = StageTimes()
     n_ok, n_rows, n_pairs, failures = 0, 0, 0, []
     decoders_seen: set[tuple[str, str]] = set()
-    features = FeatureStage(config, device, workers)
 
     def on_batch(pairs: int, seconds: dict[str, float]) -> None:
         nonlocal n_pairs
@@ -503,10 +502,11 @@ def extract(
     if executor == "ray":
         from fastmer.executors.ray import run as run_ray  # noqa: PLC0415  (ray: only when asked for)
 
-        results = run_ray(todo, detector, config, device, workers, on_batch, **(ray_options or {}))
+        results = run_ray(todo, config, workers, on_batch, **(ray_options or {}))
     else:
-        results = _run_local(todo, detector, config, features, workers, decode_device, on_batch)
-    with writer, _WriteQueue(depth=2) as queue, tqdm(
+        results = _run_local(todo, detector, config, FeatureStage(config, device, workers), workers, decode_device,
+                             on_batch)
+    with writer, _WriteQueue(limit=2 * config.batch_size) as queue, tqdm(
             total=len(clips), initial=len(clips) - len(todo), unit="clip", disable=not progress, file=sys.stderr,
             desc="extract", smoothing=0.1) as bar:
         for index, result in results:
@@ -539,16 +539,13 @@ def extract(
 
 
 class _WriteQueue:
-    """Runs write jobs in order on one thread, at most ``depth`` waiting; errors surface in the caller.
+    """Runs write jobs (one per clip) in order on one thread, at most ``limit`` waiting;
+    a failed write surfaces in the caller at its next ``put`` (or on exit)."""
 
-    Jobs are submitted per clip; ``depth`` counts batches of up to 64 clips so the
-    writer never holds up the features stage for long, and memory stays bounded.
-    """
-
-    def __init__(self, depth: int) -> None:
+    def __init__(self, limit: int) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastmer-write")
         self._pending: deque[Future[None]] = deque()
-        self._limit = 64 * depth
+        self._limit = limit
         self._failed = False
 
     def put(self, fn: Callable[..., None], *args: Any) -> None:

@@ -29,9 +29,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
-import os
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ import cv2
 import numpy as np
 
 from fastmer.motion.viz import flow_to_color
+from fastmer.store.writer import atomic_write_bytes
 
 if TYPE_CHECKING:
     from fastmer.store import FeatureStore
@@ -335,19 +334,6 @@ def plot_curve(
 
 
 # --------------------------------------------------------------------------- writing
-def _atomic_write(path: Path, data: bytes) -> None:
-    # A hidden name in the same folder (os.replace is atomic within a file system); opened
-    # with "x" rather than mkstemp so the file gets the umask's permissions, not 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an RGB ``(H, W, 3)`` (or grey ``(H, W)``) uint8 image as PNG, atomically."""
     path = Path(path)
@@ -357,7 +343,7 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
     if not ok:
         raise OSError(f"cannot encode {path} as PNG")
-    _atomic_write(path, data.tobytes())
+    atomic_write_bytes(path, data.tobytes())
     return path
 
 
@@ -584,6 +570,6 @@ def render_clip(
 
     index = {"store": str(store.path), "format_version": version, "clip": meta, "scale": scale,
              "files": files, "skipped": skipped}
-    _atomic_write(out / "index.json", (json.dumps(index, indent=2) + "\n").encode())
+    atomic_write_bytes(out / "index.json", (json.dumps(index, indent=2) + "\n").encode())
     written.append(out / "index.json")
     return written

@@ -2,6 +2,7 @@
 
 import shutil
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -37,7 +38,7 @@ def damaged_corpus(tiny_corpus, tmp_path_factory):
 def assert_same_rows(a, b):
     assert a.column_names == b.column_names
     for name in a.column_names:
-        if isinstance(a.column(name).type, __import__("pyarrow").FixedShapeTensorType):
+        if isinstance(a.column(name).type, pa.FixedShapeTensorType):
             x, y = (t.column(name).combine_chunks().to_numpy_ndarray() for t in (a, b))
             assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name  # bit-identical
         elif name not in ("source",):

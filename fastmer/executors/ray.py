@@ -5,7 +5,8 @@ what the local executor's threads do:
 
 1. *clips* (``decode_actors`` CPU actors, one clip per call): decode, views, face box,
    crop, motion curve and apex (:func:`fastmer.extract.process_clip`); each actor builds
-   its face detector once.
+   its face detector once. These actors hold no GPU, so they decode on the CPU (DALI's
+   CPU decoders, PyAV or OpenCV).
 2. *features* (``feature_actors`` actors, ``gpus_per_actor`` GPUs each, ``batch_size``
    clips per call): one TV-L1 call for all the batch's pairs and every representation
    (:class:`fastmer.extract.FeatureStage`), on the actor's GPU when it has one.
@@ -35,11 +36,8 @@ import numpy as np
 from fastmer.config import ExtractConfig
 
 if TYPE_CHECKING:
-    import torch
-
     from fastmer.datasets.clip import Clip
     from fastmer.extract import _ClipResult
-    from fastmer.face import FaceDetector
 
 
 def _import_ray() -> Any:
@@ -54,20 +52,19 @@ def _import_ray() -> Any:
 class _ClipStage:
     """Ray actor: stage 1 for one clip per call."""
 
-    def __init__(self, clips: Any, config: ExtractConfig, decode_device: str) -> None:
+    def __init__(self, clips: Any, config: ExtractConfig) -> None:
         from fastmer.face import make_detector  # noqa: PLC0415
 
         # The run's (index, clip) list, put once in the object store; rows carry positions.
         self.clips: list[tuple[int, Clip]] = _import_ray().get(clips)
         self.config = config
-        self.decode_device = decode_device
         self.detector, _ = make_detector(config.face_detector, config.face_model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from fastmer.extract import process_clip  # noqa: PLC0415
 
         todo = [self.clips[int(k)] for k in batch["id"]]
-        results = [process_clip(clip, self.detector, self.config, self.decode_device) for _, clip in todo]
+        results = [process_clip(clip, self.detector, self.config, "cpu") for _, clip in todo]
         return {"index": np.array([index for index, _ in todo], np.int64), "result": _objects(results)}
 
 
@@ -103,9 +100,7 @@ def _objects(items: list[Any]) -> np.ndarray:
 
 def run(
     todo: dict[int, Clip],
-    detector: FaceDetector,
     config: ExtractConfig,
-    device: torch.device,
     workers: int,
     on_batch: Callable[[int, dict[str, float]], None],
     *,
@@ -118,9 +113,8 @@ def run(
 
     Args:
         todo: corpus index -> clip, the clips to process.
-        detector: the driver's face detector (its choice is logged; actors build the same).
-        config: extraction parameters (``batch_size`` clips per feature call).
-        device: the driver's resolved device; ``cpu`` keeps the actors on CPUs.
+        config: extraction parameters (``batch_size`` clips per feature call; actors build
+            the same face detector; ``device="cpu"`` keeps them off GPUs).
         workers: CPU threads for a feature actor's native ops on a CPU-only actor.
         on_batch: receives each feature batch's ``(pairs, {"flow": s, "representations": s})``.
         address: Ray cluster (``"auto"``, ``"ray://host:10001"``); None starts a local
@@ -129,7 +123,7 @@ def run(
             feature actor, at least 1].
         feature_actors: feature-stage actors [default: one per GPU, else 1].
         gpus_per_actor: GPUs per feature actor [default: 1 when the cluster has GPUs and
-            ``device`` is not ``cpu``, else 0].
+            ``config.device`` is not ``cpu``, else 0].
 
     Raises:
         RuntimeError: Ray is not installed.
@@ -149,11 +143,11 @@ def run(
     resources = ray.cluster_resources()
     cluster_gpus = int(resources.get("GPU", 0))
     if gpus_per_actor is None:
-        gpus_per_actor = 1.0 if cluster_gpus and device.type != "cpu" else 0.0
+        # The cluster's GPUs count, not the driver's: a head node without one still uses them.
+        gpus_per_actor = 1.0 if cluster_gpus and config.device != "cpu" else 0.0
     feature_actors = feature_actors or (max(1, int(cluster_gpus / gpus_per_actor)) if gpus_per_actor else 1)
     decode_actors = decode_actors or max(1, int(resources.get("CPU", 1)) - feature_actors)
     feature_device = "cuda" if gpus_per_actor else "cpu"
-    decode_device = "cuda" if gpus_per_actor and device.type == "cuda" else "cpu"  # DALI on the driver's GPU kind
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # corpus order, as the local executor writes it
@@ -164,7 +158,7 @@ def run(
     dataset = (
         ray.data.range(len(todo), override_num_blocks=min(len(todo), 1024))
         .map_batches(_ClipStage, batch_size=1,
-                     fn_constructor_kwargs={"clips": clips, "config": config, "decode_device": decode_device},
+                     fn_constructor_kwargs={"clips": clips, "config": config},
                      compute=ray.data.ActorPoolStrategy(size=decode_actors), num_cpus=1)
         .map_batches(_FeatureStage, batch_size=config.batch_size,
                      fn_constructor_kwargs={"config": config, "device": feature_device, "threads": workers},
