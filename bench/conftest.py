@@ -29,6 +29,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     benchmarks = getattr(session, "benchmarks", None) or []
     pairs_summary(terminalreporter, [b for b in benchmarks if "pairs" in b.extra_info])
     clips_summary(terminalreporter, [b for b in benchmarks if "clips" in b.extra_info])
+    folds_summary(terminalreporter, [b for b in benchmarks if "total_folds" in b.extra_info])
 
 
 def by_group(rows: list) -> list[tuple[str, list]]:
@@ -76,3 +77,23 @@ def clips_summary(terminalreporter, rows: list) -> None:
                 wall = info.get("wall") or sum(stages.values())
                 parts = ", ".join(f"{name} {seconds:.2f} s ({seconds / wall:.0%})" for name, seconds in stages.items())
                 terminalreporter.write_line(f"      busy seconds (share of wall {wall:.2f} s): {parts}")
+
+
+def folds_summary(terminalreporter, rows: list) -> None:
+    """bench_train.py: seconds per fold and the whole protocol's time (the baseline's extrapolated)."""
+    if not rows:
+        return
+    terminalreporter.section("training: whole-protocol time (median)")
+    for group, items in by_group(rows):
+        terminalreporter.write_line(group)
+        per_fold = {b.extra_info["side"]: b.stats.median / b.extra_info["folds"] for b in items}
+        for bench in items:
+            info = bench.extra_info
+            total = per_fold[info["side"]] * info["total_folds"]
+            note = (f"extrapolated from {info['folds']} folds" if info["extrapolated"] else
+                    f"measured; {info.get('jobs')} worker(s), amp {info.get('amp')}, pooled UF1 {info.get('uf1', 0):.3f}")
+            ratio = ""
+            if info["side"] != "baseline" and "baseline" in per_fold:
+                ratio = f"  x{per_fold['baseline'] / per_fold[info['side']]:5.2f} vs baseline"
+            terminalreporter.write_line(f"  {info['side']:10s} {per_fold[info['side']]:7.2f} s/fold  "
+                                        f"{total / 60:6.2f} min for {info['total_folds']} folds ({note}){ratio}")

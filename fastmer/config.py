@@ -25,7 +25,10 @@ FLOW_CHANNELS = ("u", "v", "magnitude", "strain")
 # onset->apex flow + magnitude + strain; both phases' u, v, magnitude, strain; COF; MM-COF;
 # dynamic images of the clip, of each phase, temporal-ranked and motion-intensity ordered; MESTI.
 REPRESENTATION_NAMES = ("flow_onset_apex", "flow_phases", "cof", "mm_cof", "dynamic_image", "dynamic_image_phases",
-                        "trdi", "midi", "mesti")
+                        "trdi", "midi", "mesti", "lbptop")
+# Extracted unless --representations says otherwise: every map. LBP-TOP is asked for by name:
+# it needs 2 R_T + 1 = 9 frames onset..offset, and a shorter clip (SMIC at 25 fps) would fail.
+DEFAULT_REPRESENTATIONS = tuple(name for name in REPRESENTATION_NAMES if name != "lbptop")
 # The representations computed from optical flow (the others need none).
 FLOW_REPRESENTATIONS = frozenset({"flow_onset_apex", "flow_phases", "cof", "mm_cof"})
 # Frame decoders (fastmer.decode): auto picks DALI when installed and able, else PyAV for
@@ -63,7 +66,8 @@ class ExtractConfig:
         apex: apex policy, one of :data:`APEX_MODES`.
         apex_estimator: spotting curve, one of :data:`APEX_ESTIMATORS`.
         representations: what to compute and store, a subset of :data:`REPRESENTATION_NAMES`
-            (default: all of them).
+            (default: :data:`DEFAULT_REPRESENTATIONS`, all but ``lbptop``, whose clips
+            need at least 9 frames onset..offset: shorter ones become error rows).
         device: where fastmer's TV-L1 runs: ``"auto"`` (CUDA when available), ``"cpu"`` or
             ``"cuda"``.
         workers: clips decoded (and, for OpenCV backends, flows computed) in parallel
@@ -86,7 +90,7 @@ class ExtractConfig:
     views: str = "full"
     apex: str = "auto"
     apex_estimator: str = "pca"
-    representations: tuple[str, ...] = REPRESENTATION_NAMES
+    representations: tuple[str, ...] = DEFAULT_REPRESENTATIONS
     device: str = "auto"
     workers: int | None = None
     batch_size: int = 64
@@ -135,6 +139,10 @@ class ExtractConfig:
 
         params.update(face_detector=face_detector,
                       representations={name: list(REPRESENTATIONS[name]) for name in self.representations})
+        if "lbptop" in self.representations:
+            from fastmer.motion.representations import LBPTOP_PARAMS  # noqa: PLC0415
+
+            params["lbptop"] = dict(LBPTOP_PARAMS)
         if not set(self.representations) & FLOW_REPRESENTATIONS:  # no flow computed: its settings do not count
             for name in ("flow_backend", "flow_preset"):
                 params.pop(name)

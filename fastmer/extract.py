@@ -47,15 +47,19 @@ from fastmer.errors import ClipError
 from fastmer.face import FaceDetector, crop_clip, locate_face, make_detector
 from fastmer.motion.flow import compute_flow
 from fastmer.motion.representations import (
+    LBPTOP_PARAMS,
     REPRESENTATIONS,
     cof,
     dynamic_images,
     flow_features,
+    lbptop_features,
+    lbptop_min_frames,
     mesti,
     modulate_cof,
     motion_intensity_dynamic_images,
     phase_dynamic_images,
     phase_flow_features,
+    representation_shape,
     temporal_ranked_dynamic_images,
 )
 from fastmer.ops.tvl1 import TVL1Params
@@ -150,6 +154,9 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
     try:
         clock = _Clock(result.seconds)
         onset, apex, offset = clip.validate_annotation()
+        if "lbptop" in config.representations and offset - onset + 1 < lbptop_min_frames():
+            raise ClipError("annotation", f"{clip.uid}: {offset - onset + 1} frames onset..offset; LBP-TOP "
+                                          f"(lbptop, R_T = {LBPTOP_PARAMS['radii'][2]}) needs at least {lbptop_min_frames()}")
         with open_clip_frames(clip, engine=config.decoder, device=decode_device) as frames_source:
             result.decoder = (frames_source.engine, frames_source.reason)
             frames = frames_source.read(range(onset, offset + 1))
@@ -265,6 +272,8 @@ def compute_representations(
             out["midi"] = motion_intensity_dynamic_images(frames)
         if "mesti" in wanted:
             out["mesti"] = mesti(frames, apex_index)
+        if "lbptop" in wanted:
+            out["lbptop"] = lbptop_features(list(clips))
     return {name: out[name].contiguous() for name in names}
 
 
@@ -459,8 +468,7 @@ def extract(
     if report is not None:
         log(f"annotations: {report.summary()}")
     decode_device = "cuda" if device.type == "cuda" else "cpu"
-    specs = {name: RepresentationSpec((len(REPRESENTATIONS[name]), config.size, config.size), config.dtype,
-                                      REPRESENTATIONS[name])
+    specs = {name: RepresentationSpec(representation_shape(name, config.size), config.dtype, REPRESENTATIONS[name])
              for name in config.representations}
     specs[schema.KEYFRAMES] = RepresentationSpec((3, config.size, config.size), "uint8", schema.KEYFRAME_CHANNELS)
     writer = StoreWriter(out, specs, config.feature_params(detector.name), overwrite=overwrite,

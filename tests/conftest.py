@@ -76,4 +76,28 @@ def tiny_run(tiny_store, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory) -> Path:
+    """A feature store of 4 subjects x 6 clips (2 per MEGC class), 28x28 maps and LBP-TOP
+    histograms with learnable class patterns (fastmer.store.synthetic)."""
+    from fastmer.store.synthetic import synthetic_feature_store
+
+    words = ("happiness", "disgust", "surprise")
+    clips = [{"uid": f"d/s{s}/c{c}", "subject": f"d/s{s}", "dataset": "d", "labels": [words[(c + s) % 3]]}
+             for s in range(4) for c in range(6)]
+    return synthetic_feature_store(tmp_path_factory.mktemp("synthetic") / "store", clips, size=28,
+                                   representations=("flow_onset_apex", "lbptop", "dynamic_image", "dynamic_image_phases"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_multilabel_store(tmp_path_factory) -> Path:
+    """5 subjects x 12 clips with 4DME-style label sets (one or two of 5 classes each)."""
+    from fastmer.store.synthetic import synthetic_feature_store
+
+    sets = (("positive",), ("negative",), ("surprise", "positive"), ("repression",), ("others",), ("negative", "surprise"))
+    clips = [{"uid": f"4dme/s{s}/c{c}", "subject": f"4dme/s{s}", "dataset": "4dme", "labels": list(sets[(c + s) % 6])}
+             for s in range(5) for c in range(12)]
+    return synthetic_feature_store(tmp_path_factory.mktemp("synthetic_ml") / "store", clips, size=28, noise=0.5)
+
+
 # Real optical-flow pairs with ground truth: tests/flowdata.py (load_flow_pair, epe).

@@ -205,7 +205,7 @@ def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpu
     with OpenCV and cut with the stored box) or to the stored flows."""
     import torch
 
-    from fastmer.config import REPRESENTATION_NAMES
+    from fastmer.config import DEFAULT_REPRESENTATIONS, REPRESENTATION_NAMES
     from fastmer.decode import open_clip_frames
     from fastmer.face import FaceBox, crop_clip
     from fastmer.motion.representations import (
@@ -221,7 +221,8 @@ def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpu
 
     assert tuple(REPRESENTATIONS) == REPRESENTATION_NAMES  # one list of names, checked
     store = fstore.open(tiny_store)
-    assert set(store.representations) == {*REPRESENTATION_NAMES, "keyframes"}
+    assert set(store.representations) == {*DEFAULT_REPRESENTATIONS, "keyframes"}
+    assert set(REPRESENTATION_NAMES) - set(DEFAULT_REPRESENTATIONS) == {"lbptop"}  # asked for by name
     assert store.channels("keyframes") == ("onset", "apex", "offset") and store.numpy("keyframes").dtype == np.uint8
     clips = {c.uid: c for c in load("casme2", tiny_corpus)}
     oa, phases = store.tensor("flow_onset_apex"), store.tensor("flow_phases")
@@ -259,6 +260,32 @@ def test_a_subset_of_representations(tiny_corpus, tmp_path):
     assert "tvl1" not in store.meta["params"] and "flow_backend" not in store.meta["params"]  # no flow computed
     with pytest.raises(ValueError, match="representations must be distinct names"):
         ExtractConfig(representations=("dynamic_image", "optical_flux"))
+
+
+def test_lbptop_representation(tiny_corpus, tmp_path):
+    """--representations lbptop: the stored histograms are the NumPy reference's on the clip's
+    crops onset..offset (decoded again); a clip shorter than 9 frames is an error row, not a crash."""
+    import dataclasses
+
+    from fastmer.decode import open_clip_frames
+    from fastmer.face import FaceBox, crop_clip
+    from fastmer.motion.lbptop import lbp_top_reference
+
+    clips = load("casme2", tiny_corpus)
+    long = clips[:2]
+    assert all(c.offset - c.onset + 1 >= 9 for c in long)
+    short = [dataclasses.replace(clips[2], apex=clips[2].onset + 3, offset=clips[2].onset + 7)]  # 8 frames
+    summary = extract(long + short, tmp_path / "lbp", ExtractConfig(representations=("lbptop",), size=64))
+    assert summary.n_failed == 1 and "LBP-TOP (lbptop, R_T = 4) needs at least 9" in summary.failures[0]["error"]
+    store = fstore.open(tmp_path / "lbp")
+    assert store.channels("lbptop") == ("xy", "xt", "yt") and store.tensor("lbptop").shape == (2, 3, 25, 16)
+    assert store.meta["params"]["lbptop"] == {"radii": [1, 1, 4], "points": 4, "blocks": [5, 5],
+                                              "interpolation": "bilinear"}
+    for i, clip in enumerate(long):
+        x, y, w, h = store.column("face_box")[i]
+        with open_clip_frames(clip, engine="opencv") as source:
+            crops = crop_clip(source.read(range(clip.onset, clip.offset + 1)), FaceBox(x, y, w, h), 64)
+        np.testing.assert_allclose(store.numpy("lbptop")[i], lbp_top_reference(crops), atol=1e-6)
 
 
 def test_stage_times_pairs_and_a_failing_write(tiny_corpus, tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ DEFAULTS = ExtractConfig()
               help="Label protocol: keep only the clips it maps (e.g. casme2-5class) [default: the dataset's own].")
 @click.option("--representations", "-r", default=",".join(DEFAULTS.representations), show_default=False,
               help=f"Comma-separated representations to store, among: {', '.join(REPRESENTATION_NAMES)} "
-                   "[default: all].")
+                   "[default: all but lbptop, which needs >= 9 frames onset..offset].")
 @click.option("--size", type=click.IntRange(16, 1024), default=DEFAULTS.size, help="Face crop side, pixels.")
 @click.option("--dtype", type=click.Choice(STORE_DTYPES), default=DEFAULTS.dtype, help="Stored precision.")
 @click.option("--decoder", type=click.Choice(DECODERS), default=DEFAULTS.decoder,

@@ -11,6 +11,11 @@ from fastmer.datasets.labels import LABEL_PROTOCOLS
 from fastmer.models import CLASS_WEIGHTING, LOSSES, MODELS, OPTIMIZERS
 from fastmer.train.protocols import PROTOCOLS
 
+# Light copies of fastmer.train.run's names (importing it would pull torch into --help);
+# tests/cli check they agree.
+AUGMENTATIONS = ("flip", "affine", "dual-phase-di")
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @click.command("train", context_settings=CONTEXT)
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
@@ -40,9 +45,23 @@ from fastmer.train.protocols import PROTOCOLS
 @click.option("--seed", type=int, default=0, help="Base random seed (also draws the kfold/holdout splits).")
 @click.option("--seeds", default=None,
               help="Comma-separated seeds (e.g. 1,2,3): one run per seed in --out/seed-S, and mean ± std.")
+@click.option("--augment", "-a", multiple=True, type=click.Choice(AUGMENTATIONS),
+              help="Training-set augmentation (repeatable): flip (mirror, u negated), affine (rotation ±5°, scale "
+                   "±5%, flow turned with the image), dual-phase-di (phase dynamic images as extra clips; models "
+                   "reading dynamic_image). Test clips are never augmented.")
+@click.option("--svm-c", type=click.FloatRange(0, min_open=True), default=None,
+              help="C of the linear SVM (lbptop-svm) [1].")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="Where to train: auto = CUDA when torch sees a GPU (inputs loaded on it once).")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None,
+              help="CPU worker processes training folds in parallel [default: one per usable core].")
+@click.option("--fold-batch", type=click.IntRange(1), default=None,
+              help="Folds trained together as one stacked model (vmap) [default: all of them on CUDA, 1 on CPU].")
+@click.option("--amp/--no-amp", default=None, help="bfloat16 mixed precision [default: on for CUDA, off on CPU].")
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty --out.")
 def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, optimizer, loss, focal_gamma,
-            class_weighting, patience, val_fraction, k, test_fraction, seed, seeds, overwrite):
+            class_weighting, patience, val_fraction, k, test_fraction, seed, seeds, augment, svm_c, device, jobs,
+            fold_batch, amp, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
     Protocols split by subject: loso (one fold per subject; on the MEGC2019 composite
@@ -52,21 +71,39 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
     number of epochs, or (--patience) stops early on an inner validation split of its
     training subjects: nothing is ever chosen on a test subject. UF1 and UAR are pooled
     over folds as MEGC defines them; the fold-averaged figures and the per-dataset
-    breakdown are reported apart. Writes report.json, folds.json (the clip ids of every
-    fold), predictions.parquet and model.safetensors + model.json.
+    breakdown are reported apart. A multi-label protocol (4dme-multilabel) trains one
+    sigmoid output per class with per-class thresholds tuned on an inner split of each
+    fold's training subjects, and reports macro-UF1. lbptop-svm (LBP-TOP + linear SVM)
+    is solved exactly per fold and takes no recipe. On a CPU the folds run in parallel
+    processes (--jobs); on a GPU the inputs are loaded on it once. Writes report.json,
+    folds.json (the clip ids of every fold), predictions.parquet, per-fold weights and
+    model.safetensors + model.json.
     """
     from dataclasses import replace  # noqa: PLC0415
 
     from fastmer.train.run import train  # noqa: PLC0415
 
     entry = MODELS[model]
-    chosen = entry.published if recipe == "published" else entry.recipe
-    if chosen is None:
-        raise click.BadParameter(f"{model} has no published recipe", param_hint="--recipe")
     overrides = {name: value for name, value in {
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
         "focal_gamma": focal_gamma, "class_weighting": class_weighting, "patience": patience,
         "val_fraction": val_fraction}.items() if value is not None}
+    model_options = {}
+    if svm_c is not None:
+        if "C" not in entry.options:
+            raise click.BadParameter(f"{model} is not an SVM", param_hint="--svm-c")
+        model_options["C"] = svm_c
+    if entry.fitter == "solver":
+        if overrides or recipe != "default":
+            given = ", ".join("--" + name.replace("_", "-") for name in overrides) or "--recipe"
+            raise click.BadParameter(f"{model} is fitted by a solver, not by gradient descent: {given} do(es) not apply",
+                                     param_hint="training options")
+        chosen = None
+    else:
+        chosen = entry.published if recipe == "published" else entry.recipe
+        if chosen is None:
+            raise click.BadParameter(f"{model} has no published recipe", param_hint="--recipe")
+        chosen = replace(chosen, **overrides)
     seed_list = None
     if seeds is not None:
         try:
@@ -75,8 +112,10 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
             raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from exc
         if len(seed_list) < 2 or len(set(seed_list)) != len(seed_list):
             raise click.BadParameter("give at least two distinct seeds (or --seed for one)", param_hint="--seeds")
-    options = {"model": model, "protocol": protocol, "labels": labels, "recipe": replace(chosen, **overrides),
-               "k": k, "test_fraction": test_fraction, "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
+    options = {"model": model, "protocol": protocol, "labels": labels, "recipe": chosen, "model_options": model_options,
+               "augment": augment, "device": device, "jobs": jobs, "fold_batch": fold_batch, "amp": amp, "k": k,
+               "test_fraction": test_fraction,
+               "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
     try:
         if seed_list:
             from fastmer.train.run import train_seeds  # noqa: PLC0415

@@ -22,17 +22,20 @@ class InputSpec:
     Attributes:
         representation: store column, e.g. ``"flow_onset_apex"``.
         channels: channel names taken from it, in network order.
-        size: side of the square network input (area resampling).
+        size: side of the square network input (area resampling); None keeps the stored
+            shape (features such as LBP-TOP histograms, which are not images).
         normalization: ``"minmax"`` rescales each channel of each sample to [0, 1];
             ``"none"`` keeps the stored values.
     """
 
     representation: str
     channels: tuple[str, ...]
-    size: int
+    size: int | None
     normalization: str = "minmax"
 
     def __post_init__(self) -> None:
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be a positive integer or None, got {self.size!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
 
@@ -45,6 +48,7 @@ class InputSpec:
 
 
 
+FITTERS = ("gradient", "solver")
 OPTIMIZERS = ("adam", "adamw")
 LOSSES = ("ce", "focal")
 CLASS_WEIGHTING = ("none", "inverse", "effective")
@@ -99,20 +103,33 @@ class ModelEntry:
     """A registered network: constructor (``"module:Class"``), input, recipes and citation.
 
     ``recipe`` is fastmer's default; ``published`` the recipe of the paper or the authors'
-    code, when known.
+    code, when known. ``fitter`` says how the model learns: ``"gradient"`` (the recipe's
+    optimiser and loss) or ``"solver"`` (a convex problem solved exactly by the module's
+    ``fit(x, y)``, e.g. the linear SVM; it has no recipe). ``options`` are the constructor's
+    keyword arguments (recorded in the model's JSON).
     """
 
     name: str
     factory: str
     input: InputSpec
-    recipe: TrainRecipe
+    recipe: TrainRecipe | None
     reference: str
     published: TrainRecipe | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    fitter: str = "gradient"
+
+    def __post_init__(self) -> None:
+        if self.fitter not in FITTERS:
+            raise ValueError(f"fitter must be one of {FITTERS}, got {self.fitter!r}")
+        if (self.recipe is None) != (self.fitter == "solver"):
+            raise ValueError(f"{self.name}: a gradient-trained model needs a recipe, a solver has none")
+
+    def build_class(self) -> type:
+        module, _, cls = self.factory.partition(":")
+        return getattr(importlib.import_module(module), cls)
 
     def build(self, num_classes: int, **options: Any) -> Any:
-        module, _, cls = self.factory.partition(":")
-        return getattr(importlib.import_module(module), cls)(num_classes=num_classes, **options)
+        return self.build_class()(num_classes=num_classes, **options)
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -139,6 +156,18 @@ MODELS: dict[str, ModelEntry] = {
         published=None,
         reference="Gan et al., OFF-ApexNet, Signal Process. Image Commun. 2019",
     ),
+    "lbptop-svm": ModelEntry(
+        name="lbptop-svm",
+        factory="fastmer.models.svm:LinearSVMNet",
+        # The CASME II / SMIC baselines: LBP-TOP_{4,4,4,1,1,4} on 5x5 blocks (the store's
+        # lbptop column) and a linear SVM. Hellinger map of the histograms and balanced class
+        # weights are fastmer's choices (options preprocess, class_weight, C).
+        input=InputSpec("lbptop", ("xy", "xt", "yt"), size=None, normalization="none"),
+        recipe=None,
+        options={"C": 1.0, "preprocess": "hellinger", "class_weight": "balanced"},
+        fitter="solver",
+        reference="Zhao & Pietikainen, LBP-TOP, TPAMI 2007; Yan et al., CASME II baseline, PLoS ONE 2014",
+    ),
 }
 
 
@@ -148,4 +177,4 @@ def get_entry(name: str) -> ModelEntry:
     return MODELS[name]
 
 
-__all__ = ["CLASS_WEIGHTING", "LOSSES", "MODELS", "OPTIMIZERS", "InputSpec", "ModelEntry", "TrainRecipe", "get_entry"]
+__all__ = ["CLASS_WEIGHTING", "FITTERS", "LOSSES", "MODELS", "OPTIMIZERS", "InputSpec", "ModelEntry", "TrainRecipe", "get_entry"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ class MERModel(nn.Module):
         spec = InputSpec.from_json(config["input"])
         stored = config["stored"]
         self.adapter = InputAdapter(spec, tuple(stored["channels"]), tuple(stored["shape"][-2:]))
-        self.net = entry.build(len(self.classes), in_channels=len(spec.channels), **config.get("options", {}))
+        options = dict(config.get("options", {}))
+        if "in_shape" in inspect.signature(entry.build_class()).parameters:  # e.g. the SVM: features, not maps
+            options["in_shape"] = self.adapter.out_shape
+        self.net = entry.build(len(self.classes), in_channels=len(spec.channels), **options)
 
     @classmethod
     def create(

@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["LinearSVM"]
+__all__ = ["LinearSVM", "LinearSVMNet"]
 
 MODEL = "linear_svm"
 FORMAT = 1
@@ -314,3 +315,66 @@ def _conjugate_gradient(xa: np.ndarray, c: np.ndarray, b: np.ndarray, tol: float
         p = r + (rr_new / rr) * p
         rr = rr_new
     return v
+
+
+# ------------------------------------------------------------------------------------------------
+# As a network of the registry (``lbptop-svm``): what fastmer train fits, saves and exports.
+
+ABSENT_CLASS_SCORE = -1e9
+"""Score of a class that had no training sample in a fold (never predicted)."""
+
+
+class LinearSVMNet(torch.nn.Module):
+    """A fitted :class:`LinearSVM` as a module: ``(N, *in_shape) -> (N, num_classes)`` decision values.
+
+    Registered as ``lbptop-svm`` (the LBP-TOP + linear SVM baseline). It is not trained by
+    gradient descent: :meth:`fit` solves the SVM (:class:`LinearSVM`, deterministic) on the
+    flattened inputs and copies the solution into float32 buffers, so the module saves as
+    safetensors like any network and exports to ONNX (flatten, preprocessing, one matmul).
+
+    Args:
+        num_classes: ``K``; classes are the indices ``0..K-1``.
+        in_channels: leading input dimension (with ``in_shape``'s others: the features).
+        in_shape: ``(C, H, W)`` of one input (for LBP-TOP ``(3, 25, 16)``: 1200 features).
+        C, preprocess: of :class:`LinearSVM` (default: Hellinger map of the histograms).
+        class_weight: ``"balanced"`` (default: the MER classes are very unequal) or ``"none"``.
+
+    Example:
+        >>> net = LinearSVMNet(3, 3, (3, 25, 16))
+        >>> net.fit(torch.rand(30, 3, 25, 16), torch.arange(30) % 3)(torch.rand(2, 3, 25, 16)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, in_shape: tuple[int, ...], *, C: float = 1.0,
+                 preprocess: str = "hellinger", class_weight: str = "balanced") -> None:
+        super().__init__()
+        if class_weight not in ("balanced", "none"):
+            raise ValueError(f"class_weight must be 'balanced' or 'none', got {class_weight!r}")
+        self.svm = LinearSVM(C, preprocess=preprocess)  # validates C and preprocess
+        self.class_weight = class_weight
+        d = int(np.prod(in_shape))
+        self.register_buffer("coef", torch.zeros(num_classes, d))
+        self.register_buffer("intercept", torch.zeros(num_classes))
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("scale", torch.ones(d))
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> LinearSVMNet:
+        """Solve the SVM on ``x (N, *in_shape)`` and class indices ``y (N,)``; returns self."""
+        features = x.detach().flatten(1).double().cpu().numpy()
+        labels = y.detach().cpu().numpy()
+        svm = self.svm.fit(features, labels, None if self.class_weight == "none" else "balanced")
+        coef = torch.zeros_like(self.coef, dtype=torch.float64)
+        intercept = torch.full_like(self.intercept, ABSENT_CLASS_SCORE, dtype=torch.float64)
+        rows = torch.as_tensor(svm.classes_.astype(np.int64))
+        coef[rows] = torch.from_numpy(svm.coef_)
+        intercept[rows] = torch.from_numpy(svm.intercept_)
+        for name, value in (("coef", coef), ("intercept", intercept), ("mean", torch.from_numpy(svm.mean_)),
+                            ("scale", torch.from_numpy(svm.scale_))):
+            getattr(self, name).copy_(value.to(torch.float32))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.flatten(1).float()
+        if self.svm.preprocess == "hellinger":
+            z = torch.sqrt(z.clamp(min=0))
+        return ((z - self.mean) / self.scale) @ self.coef.t() + self.intercept

@@ -41,6 +41,7 @@ from fastmer.motion.dynamic import (
     phase_dynamic_images,
     temporal_ranked_dynamic_images,
 )
+from fastmer.motion.lbptop import PLANES, lbp_top_batch
 from fastmer.motion.normalize import MINMAX_EPS, minmax_normalize
 from fastmer.ops import flow_magnitude, optical_strain
 from fastmer.ops._checks import as_compute_dtype, check_shape
@@ -51,6 +52,8 @@ __all__ = [
     "COF_THETA",
     "DI_CHANNELS",
     "FLOW_CHANNELS",
+    "LBPTOP_CHANNELS",
+    "LBPTOP_PARAMS",
     "MESTI_CHANNELS",
     "MIDI_CHANNELS",
     "MM_COF_CHANNELS",
@@ -65,6 +68,8 @@ __all__ = [
     "combined_magnitude",
     "dynamic_images",
     "flow_features",
+    "lbptop_features",
+    "lbptop_min_frames",
     "mesti",
     "minmax_normalize",
     "mm_cof",
@@ -74,6 +79,7 @@ __all__ = [
     "motion_intensity_order",
     "phase_dynamic_images",
     "phase_flow_features",
+    "representation_shape",
     "temporal_ranked_dynamic_images",
 ]
 
@@ -93,6 +99,11 @@ MM_COF_MODULATIONS = ("hard", "soft")
 MM_COF_TAU = 0.2
 """Default threshold τ of the hard modulation (SPEC §3.2 [D]; grid {0.1, 0.2, 0.3})."""
 
+LBPTOP_CHANNELS = tuple(plane.lower() for plane in PLANES)
+"""Planes of the ``lbptop`` histograms: xy, xt, yt."""
+LBPTOP_PARAMS = {"radii": (1, 1, 4), "points": 4, "blocks": (5, 5), "interpolation": "bilinear"}
+"""LBP-TOP_{4,4,4,1,1,4} on 5×5 blocks: the CASME II / SMIC baseline's parameters."""
+
 REPRESENTATIONS: dict[str, tuple[str, ...]] = {
     "flow_onset_apex": FLOW_CHANNELS,
     "flow_phases": PHASE_FLOW_CHANNELS,
@@ -103,6 +114,7 @@ REPRESENTATIONS: dict[str, tuple[str, ...]] = {
     "trdi": TRDI_CHANNELS,
     "midi": MIDI_CHANNELS,
     "mesti": MESTI_CHANNELS,
+    "lbptop": LBPTOP_CHANNELS,
 }
 """Representation name → channel names (dynamic images: grayscale clips, one channel per DI)."""
 
@@ -121,8 +133,33 @@ REPRESENTATION_INFO: dict[str, str] = {
     "midi": "motion-intensity dynamic image, frames sorted by mean |I_t − I_onset| (AFN, SPEC §7.2); "
     "motion_intensity_dynamic_images",
     "mesti": "apex-centred rank pooling: onset→apex plus offset→apex dynamic images (MEGANet's MESTI, SPEC §8.2); mesti",
+    "lbptop": "LBP-TOP_{4,4,4,1,1,4} block histograms of the clip onset→offset (XY, XT, YT planes x 25 blocks x 16 bins; "
+    "the hand-crafted baseline, fastmer.motion.lbptop); lbptop_features",
 }
 """Representation name → one-line description (paper, SPEC section, function)."""
+
+
+def representation_shape(name: str, size: int) -> tuple[int, ...]:
+    """Stored shape of one clip's ``name`` for ``size × size`` crops: ``(C, size, size)`` for the
+    image representations, ``(3, blocks, 2**P)`` for the LBP-TOP histograms."""
+    if name == "lbptop":
+        blocks = LBPTOP_PARAMS["blocks"]
+        return (len(LBPTOP_CHANNELS), blocks[0] * blocks[1], 2 ** LBPTOP_PARAMS["points"])
+    return (len(REPRESENTATIONS[name]), size, size)
+
+
+def lbptop_min_frames() -> int:
+    """Frames onset→offset that LBP-TOP needs (``2·R_T + 1``)."""
+    return 2 * LBPTOP_PARAMS["radii"][2] + 1
+
+
+def lbptop_features(clips: list) -> torch.Tensor:
+    """LBP-TOP histograms (:data:`LBPTOP_PARAMS`, numba kernels) of ``(T_i, H, W)`` uint8 clips.
+
+    Returns:
+        ``(N, 3, 25, 16)`` float32, planes :data:`LBPTOP_CHANNELS`, each block histogram summing to 1.
+    """
+    return torch.from_numpy(lbp_top_batch(clips, **LBPTOP_PARAMS))
 
 
 def flow_features(flow: torch.Tensor) -> torch.Tensor:

@@ -345,10 +345,13 @@ def test_registry_describes_every_representation():
         "trdi": temporal_ranked_dynamic_images(clips),
         "midi": motion_intensity_dynamic_images(clips),
         "mesti": mesti(clips, apex),
+        "lbptop": R.lbptop_features([np.random.default_rng(0).integers(0, 256, (9, 32, 32), dtype=np.uint8)]),
     }
     assert set(outputs) == set(REPRESENTATIONS)
     for name, out in outputs.items():
         assert out.shape[1] == len(REPRESENTATIONS[name]), name
+    assert tuple(outputs["lbptop"].shape[1:]) == R.representation_shape("lbptop", 32) == (3, 25, 16)
+    assert R.representation_shape("cof", 64) == (3, 64, 64)
 
 
 def test_public_names_are_exported():

@@ -36,6 +36,8 @@ def interior(x, margin=1):
 
 def test_every_stored_channel_has_a_kind():
     for name, channels in REPRESENTATIONS.items():
+        if name not in MAPS:  # block histograms: never augmented (the SVM refuses it)
+            continue
         kinds = [channel_kind(c) for c in channels]
         us = [k.pair for k in kinds if k.role == "u"]
         assert sorted(us) == sorted(k.pair for k in kinds if k.role == "v"), name  # every u has its v
@@ -48,7 +50,10 @@ def test_every_stored_channel_has_a_kind():
             channel_kind(bad)
 
 
-@pytest.mark.parametrize("representation", sorted(REPRESENTATIONS))
+MAPS = sorted(name for name in REPRESENTATIONS if name != "lbptop")  # lbptop: histograms, not maps
+
+
+@pytest.mark.parametrize("representation", MAPS)
 def test_hflip_twice_is_identity(representation):
     channels = REPRESENTATIONS[representation]
     x = torch.randn(3, len(channels), 9, 12)

@@ -72,12 +72,6 @@ def test_refuses_non_empty_run_dir(tiny_store, tmp_path):
         train(tiny_store, tmp_path / "x")
 
 
-def test_refuses_a_multilabel_protocol(tiny_store, tmp_path):
-    with pytest.raises(ValueError, match="4dme-multilabel is multi-label; this trainer is single-label"):
-        train(tiny_store, tmp_path / "run", labels="4dme-multilabel")
-    assert not (tmp_path / "run").exists()  # refused before anything is written
-
-
 def test_kfold_and_holdout_runs(tiny_store, tmp_path):
     """Other protocols: every fold split by subject, fold lists written, hold-out scores only its test clips."""
     recipe = replace(MODELS["ststnet"].recipe, epochs=2)
