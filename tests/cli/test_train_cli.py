@@ -23,6 +23,9 @@ def test_lbptop_svm_from_the_cli(synthetic_store, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "svm" / "report.json").read_text())
     assert report["model"] == "lbptop-svm" and report["model_options"]["C"] == 2.0 and report["n_folds"] == 4
+    # the SVM exports like a network: flatten, Hellinger map, standardise, one matmul
+    exported = CliRunner().invoke(main, ["export", str(tmp_path / "svm"), "-o", str(tmp_path / "svm.onnx")])
+    assert exported.exit_code == 0 and "lbptop-svm" in exported.output, exported.output
     bad = _run(synthetic_store, "-m", "lbptop-svm", "--epochs", "3", "-o", tmp_path / "bad")
     assert bad.exit_code == 2 and "fitted by a solver, not by gradient descent: --epochs" in bad.output
     bad = _run(synthetic_store, "-m", "ststnet", "--svm-c", "1", "-o", tmp_path / "bad")
