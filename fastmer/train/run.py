@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +137,7 @@ def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protoco
     adapter = template.adapter  # no parameters: apply it once to every clip
     raw_adapter = None
     if {"flip", "affine"} & set(augment):  # augmentation needs the physical values
-        spec = adapter.spec
-        raw_adapter = InputAdapter(type(spec)(**{**asdict(spec), "normalization": "none"}), adapter.stored_channels,
+        raw_adapter = InputAdapter(replace(adapter.spec, normalization="none"), adapter.stored_channels,
                                    adapter.stored_hw)
     with torch.no_grad():
         stored = store.tensor(entry.input.representation).index_select(0, index)
@@ -154,8 +153,8 @@ def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protoco
     return data
 
 
-def _check_augment(augment: Sequence[str], entry: ModelEntry, store: FeatureStore, channels: tuple[str, ...],
-                   multilabel: bool) -> tuple[str, ...]:
+def _check_augment(augment: Sequence[str], entry: ModelEntry, store: FeatureStore,
+                   channels: tuple[str, ...]) -> tuple[str, ...]:
     from fastmer.train.augment import Augment  # noqa: PLC0415
 
     augment = tuple(dict.fromkeys(augment))
@@ -240,8 +239,9 @@ def _task_seed(shared: _Shared, i: int, fold: Fold | None) -> tuple[int, np.ndar
 
 
 def _finish(shared: _Shared, i: int, fold: Fold | None, model: MERModel, history: History, thresholds: dict | None,
-            begin: float) -> dict[str, Any]:
+            train_seconds: float) -> dict[str, Any]:
     """Predict the test clips of a trained fold and save its weights (or the final model's)."""
+    begin = time.perf_counter()
     data = shared.data
     logits = None
     if fold is not None:
@@ -261,7 +261,7 @@ def _finish(shared: _Shared, i: int, fold: Fold | None, model: MERModel, history
         config = weights.with_suffix(".json")
     model.eval().cpu().save(shared.out / weights, shared.out / config, extra=extra)
     return {"index": i, "logits": logits, "history": history.to_json(), "thresholds": thresholds,
-            "weights": str(weights), "seconds": time.perf_counter() - begin}
+            "weights": str(weights), "seconds": train_seconds + time.perf_counter() - begin}
 
 
 def _task(shared: _Shared, i: int, fold: Fold | None) -> dict[str, Any]:
@@ -270,7 +270,7 @@ def _task(shared: _Shared, i: int, fold: Fold | None) -> dict[str, Any]:
     seed, train = _task_seed(shared, i, fold)
     with torch_threads(shared.threads):
         model, history, thresholds = _train_one(shared, train, seed)
-    return _finish(shared, i, fold, model, history, thresholds, begin)
+    return _finish(shared, i, fold, model, history, thresholds, time.perf_counter() - begin)
 
 
 def can_batch_folds(fitter: str, multilabel: bool, augment: Sequence[str]) -> bool:
@@ -307,7 +307,7 @@ def _task_group(shared: _Shared, tasks: Sequence[tuple[int, Fold | None]]) -> li
         histories = fit_folds([m.net for m in models], data.raw if spatial else data.x, data.y, trains, recipe, seeds,
                               num_classes=len(shared.config["classes"]), val=vals, augment=augment, amp=shared.amp)
     seconds = (time.perf_counter() - begin) / len(tasks)  # shared: each fold is charged its share
-    return [_finish(shared, i, fold, model, history, None, time.perf_counter() - seconds)
+    return [_finish(shared, i, fold, model, history, None, seconds)
             for (i, fold), model, history in zip(tasks, models, histories, strict=True)]
 
 
@@ -454,7 +454,7 @@ def train(
     spec = store.representations[entry.input.representation]
     template = MERModel.create(model, label_protocol.classes, tuple(spec["channels"]), tuple(spec["shape"]),
                                **(model_options or {}))
-    augment = _check_augment(augment, entry, store, tuple(entry.input.channels), multilabel)
+    augment = _check_augment(augment, entry, store, tuple(entry.input.channels))
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = _prepare(store, template, entry, label_protocol, augment)

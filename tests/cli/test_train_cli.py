@@ -2,6 +2,7 @@
 
 import json
 
+import torch
 from click.testing import CliRunner
 
 from fastmer.cli import main
@@ -40,6 +41,12 @@ def test_augment_jobs_and_devices(synthetic_store, tmp_path):
     assert "2 worker processes" in result.output
     result = _run(synthetic_store, "--fold-batch", "5", "--epochs", "1", "-o", tmp_path / "stacked")
     assert result.exit_code == 0 and "5 folds stacked per step" in result.output  # 4 folds + the final model
+    result = _run(synthetic_store, "--amp", "--device", "cpu", "--epochs", "1", "-j", "1", "-o", tmp_path / "amp")
+    assert result.exit_code == 0 and "bfloat16 mixed precision" in result.output, result.output
+    assert json.loads((tmp_path / "amp" / "report.json").read_text())["execution"]["amp"] is True
+    if not torch.cuda.is_available():
+        bad = _run(synthetic_store, "--device", "cuda", "-o", tmp_path / "cuda")
+        assert bad.exit_code == 1 and "torch sees no CUDA GPU" in bad.output
     bad = _run(synthetic_store, "-a", "dual-phase-di", "--epochs", "1", "-o", tmp_path / "dp")
     assert bad.exit_code == 1 and "needs a model reading dynamic_image" in bad.output
     bad = _run(synthetic_store, "-a", "mirror", "-o", tmp_path / "x")
