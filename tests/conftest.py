@@ -101,3 +101,35 @@ def synthetic_multilabel_store(tmp_path_factory) -> Path:
 
 
 # Real optical-flow pairs with ground truth: tests/flowdata.py (load_flow_pair, epe).
+
+
+PAPER_REPRESENTATIONS = ("flow_phases", "cof", "mm_cof", "dynamic_image", "dynamic_image_phases", "trdi", "midi",
+                         "mesti")
+
+
+@pytest.fixture(scope="session")
+def paper_store(tmp_path_factory) -> Path:
+    """4 subjects x 6 clips (2 per MEGC class), every representation the seed papers' networks
+    read, 28x28, with learnable class patterns (fastmer.store.synthetic)."""
+    from fastmer.store.synthetic import synthetic_feature_store
+
+    words = ("happiness", "disgust", "surprise")
+    clips = [{"uid": f"d/s{s}/c{c}", "subject": f"d/s{s}", "dataset": "d", "labels": [words[(c + s) % 3]]}
+             for s in range(4) for c in range(6)]
+    return synthetic_feature_store(tmp_path_factory.mktemp("paper") / "store", clips, size=28,
+                                   representations=PAPER_REPRESENTATIONS, noise=0.5)
+
+
+@pytest.fixture(scope="session")
+def dual_view_store(tmp_path_factory) -> Path:
+    """4DME-like: 5 subjects x 8 clips, each a left and a right view row, multi-label, flow_phases 24x24;
+    clip s4/c7 has only its left view."""
+    from fastmer.store.synthetic import synthetic_feature_store
+
+    sets = (("positive",), ("negative",), ("surprise", "positive"), ("repression",), ("others",),
+            ("negative", "surprise"))
+    clips = [{"uid": f"4dme/s{s}/c{c}@{view}", "subject": f"4dme/s{s}", "dataset": "4dme", "view": view,
+              "labels": list(sets[(c + s) % 6])}
+             for s in range(5) for c in range(8) for view in ("left", "right") if (s, c, view) != (4, 7, "right")]
+    return synthetic_feature_store(tmp_path_factory.mktemp("dual_view") / "store", clips, size=24,
+                                   representations=("flow_phases", "dynamic_image", "dynamic_image_phases"), noise=0.5)

@@ -15,15 +15,31 @@ from fastmer.train.protocols import PROTOCOLS
 # tests/cli check they agree.
 AUGMENTATIONS = ("flip", "affine", "dual-phase-di")
 DEVICES = ("auto", "cpu", "cuda")
+VIEW_LAYOUTS = ("stack", "separate")
+ENCODERS = ("compact", "resnet18")  # fastmer.models.blocks.ENCODERS
+
+
+def _parse_options(values: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` pairs; VALUE is read as JSON (numbers, true/false, lists) or else kept as text."""
+    options = {}
+    for item in values:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip()] = raw
+    return options
 
 
 @click.command("train", context_settings=CONTEXT)
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", type=click.Path(exists=True, file_okay=False), required=False)
 @click.option("--model", "-m", type=click.Choice(sorted(MODELS)), default="ststnet", help="Network.")
 @click.option("--protocol", "-p", type=click.Choice(PROTOCOLS), default="loso", help="Evaluation protocol.")
 @click.option("--labels", type=click.Choice(sorted(LABEL_PROTOCOLS)), default="megc2019-3class",
               help="Label protocol: which emotions form which classes.")
-@click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Run directory to create.")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None, help="Run directory to create.")
 @click.option("--recipe", type=click.Choice(["default", "published"]), default="default",
               help="Training recipe: fastmer's default or the authors' published one.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the recipe's epochs.")
@@ -51,6 +67,25 @@ DEVICES = ("auto", "cpu", "cuda")
                    "reading dynamic_image). Test clips are never augmented.")
 @click.option("--svm-c", type=click.FloatRange(0, min_open=True), default=None,
               help="C of the linear SVM (lbptop-svm) [1].")
+@click.option("--backbone", "--encoder", "encoder", type=click.Choice(ENCODERS), default=None,
+              help="CNN of fmanet, mmcof, cof, dianet and afn: compact (3 blocks) or resnet18 (torchvision's "
+                   "architecture, from scratch) [compact].")
+@click.option("--no-fusion-attention", is_flag=True,
+              help="microattnet ablation: concatenate the three streams instead of fusing them by attention.")
+@click.option("--no-se", is_flag=True, help="microattnet ablation: no squeeze-and-excitation on the magnitude stream.")
+@click.option("--option", "-O", "extra_options", multiple=True, metavar="KEY=VALUE",
+              help="Any other constructor option of the model (repeatable; VALUE read as JSON), e.g. -O gate=scalar. "
+                   "--describe lists them.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="safetensors file every fold starts from (e.g. a converted torchvision checkpoint); tensors are "
+                   "matched by name and shape, the rest keep their initialisation.")
+@click.option("--input-size", type=click.IntRange(8), default=None,
+              help="Network input side (area resampling of the stored maps) [the model's; most keep the store's].")
+@click.option("--view-layout", type=click.Choice(VIEW_LAYOUTS), default="stack", show_default=True,
+              help="Stores of split views (4DME): stack a clip's views as channels, or train each view as a sample "
+                   "and merge its clip's predictions by max.")
+@click.option("--describe", is_flag=True,
+              help="Print the model (input, options, parameter count) and exit; STORE optional (its shapes if given).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where to train: auto = CUDA when torch sees a GPU (inputs loaded on it once).")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None,
@@ -60,7 +95,8 @@ DEVICES = ("auto", "cpu", "cuda")
 @click.option("--amp/--no-amp", default=None, help="bfloat16 mixed precision [default: on for CUDA, off on CPU].")
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty --out.")
 def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, optimizer, loss, focal_gamma,
-            class_weighting, patience, val_fraction, k, test_fraction, seed, seeds, augment, svm_c, device, jobs,
+            class_weighting, patience, val_fraction, k, test_fraction, seed, seeds, augment, svm_c, encoder,
+            no_fusion_attention, no_se, extra_options, weights, input_size, view_layout, describe, device, jobs,
             fold_batch, amp, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
@@ -88,11 +124,22 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
         "focal_gamma": focal_gamma, "class_weighting": class_weighting, "patience": patience,
         "val_fraction": val_fraction}.items() if value is not None}
-    model_options = {}
-    if svm_c is not None:
-        if "C" not in entry.options:
-            raise click.BadParameter(f"{model} is not an SVM", param_hint="--svm-c")
-        model_options["C"] = svm_c
+    model_options = _parse_options(extra_options)
+    for value, key, flag in ((svm_c, "C", "--svm-c"), (encoder, "encoder", "--backbone"),
+                             (False if no_fusion_attention else None, "fusion_attention", "--no-fusion-attention"),
+                             (False if no_se else None, "se", "--no-se")):
+        if value is None:
+            continue
+        from fastmer.models import model_options as known_options  # noqa: PLC0415
+
+        if key not in known_options(model):
+            raise click.BadParameter(f"{model} has no {key} option", param_hint=flag)
+        model_options[key] = value
+    if describe:
+        _describe(model, labels, model_options, input_size, store, view_layout)
+        return
+    if store is None or out is None:
+        raise click.UsageError("STORE and --out are required (unless --describe)")
     if entry.fitter == "solver":
         if overrides or recipe != "default":
             given = ", ".join("--" + name.replace("_", "-") for name in overrides) or "--recipe"
@@ -114,7 +161,7 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
             raise click.BadParameter("give at least two distinct seeds (or --seed for one)", param_hint="--seeds")
     options = {"model": model, "protocol": protocol, "labels": labels, "recipe": chosen, "model_options": model_options,
                "augment": augment, "device": device, "jobs": jobs, "fold_batch": fold_batch, "amp": amp, "k": k,
-               "test_fraction": test_fraction,
+               "test_fraction": test_fraction, "view_layout": view_layout, "input_size": input_size, "weights": weights,
                "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
     try:
         if seed_list:
@@ -134,3 +181,30 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
     click.echo(json.dumps({"uf1": pooled["uf1"], "uar": pooled["uar"], "accuracy": pooled["accuracy"],
                            "n_clips": report["n_clips"], "n_folds": report["n_folds"], "report": f"{out}/report.json"},
                           indent=2))
+
+
+def _describe(model, labels, options, input_size, store, view_layout):
+    from fastmer.datasets.labels import get_protocol  # noqa: PLC0415
+    from fastmer.models.model import describe  # noqa: PLC0415
+    from fastmer.store import open as open_store  # noqa: PLC0415
+
+    try:
+        info = describe(model, get_protocol(labels).classes, options=options, input_size=input_size,
+                        store=open_store(store) if store else None, view_layout=view_layout)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    lines = [
+        f"{info['model']} ({info['class']})",
+        f"  {info['summary']}",
+        f"  reference: {info['reference']}",
+        f"  input: {' + '.join(info['input']['representations'])} channels {', '.join(info['input']['channels'])}"
+        + (f", views stacked {', '.join(info['input']['views_stacked'])}" if info["input"]["views_stacked"] else "")
+        + f" -> network input {'x'.join(map(str, info['input']['network_input']))}"
+        + ("" if store else " (store assumed at the default crop size)"),
+        f"  classes ({labels}): {', '.join(info['classes'])}",
+        f"  options: {json.dumps(info['options'])}",
+        f"  parameters: {info['parameters']:,} ({info['saved_tensor_elements']:,} saved values with buffers)",
+        "  by module: " + ", ".join(f"{k} {v:,}" for k, v in info["parameters_by_module"].items()),
+        f"  recipe: {json.dumps(info['recipe'])}" if info["recipe"] else f"  fitted by: {info['fitter']}",
+    ]
+    click.echo("\n".join(lines))

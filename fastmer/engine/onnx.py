@@ -53,6 +53,48 @@ def load_run_model(run: str | Path):
     return MERModel.load(weights, config)
 
 
+def model_to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, probe: Any = None, tolerance: float = 1e-4
+                  ) -> tuple[Any, float]:
+    """A :class:`~fastmer.models.model.MERModel` as an ``onnx.ModelProto`` with a dynamic batch
+    axis and the model's config in its metadata, checked in ONNX Runtime.
+
+    Args:
+        probe: ``(N, *stored shape)`` inputs the check runs on (default: 3 seeded normal samples).
+        tolerance: largest accepted ``max |onnxruntime - torch|``.
+
+    Returns:
+        The proto and ``max |onnxruntime - torch|`` on ``probe``.
+
+    Raises:
+        RuntimeError: ONNX Runtime and PyTorch differ by more than ``tolerance``.
+    """
+    import onnx  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    model = model.eval()
+    if probe is None:
+        stored_shape = tuple(model.config["stored"]["shape"])
+        probe = torch.randn(3, *stored_shape, generator=torch.Generator().manual_seed(0))
+    batch = torch.export.Dim("batch", min=1)
+    with quiet_exporter():
+        program = torch.onnx.export(
+            model, (probe,), dynamo=True, opset_version=opset, input_names=["features"], output_names=["logits"],
+            dynamic_shapes=({0: batch},), verbose=False,
+        )
+    proto = program.model_proto
+    metadata = {**model.config, "input_name": "features", "output_name": "logits"}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    onnx.checker.check_model(proto)
+    with torch.no_grad():
+        expected = model(probe).numpy()
+    session = OnnxEngine.from_proto(proto)
+    diff = float(np.abs(session.run(probe.numpy()) - expected).max())
+    if diff > tolerance:
+        raise RuntimeError(f"ONNX export of {model.config['model']} disagrees with PyTorch by {diff:.3g} (> {tolerance})")
+    return proto, diff
+
+
 def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
     """Export a run's final model to ONNX with a dynamic batch axis.
 
@@ -65,36 +107,17 @@ def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET)
         The metadata embedded in the file, plus ``max_abs_diff`` between ONNX Runtime and
         PyTorch on a probe batch (the export is rejected above 1e-4).
     """
-    import onnx  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-
     from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
-    model = load_run_model(run).eval()
-    stored_shape = tuple(model.config["stored"]["shape"])
-    probe = torch.randn(3, *stored_shape, generator=torch.Generator().manual_seed(0))
-    batch = torch.export.Dim("batch", min=1)
-    with quiet_exporter():
-        program = torch.onnx.export(
-            model, (probe,), dynamo=True, opset_version=opset, input_names=["features"], output_names=["logits"],
-            dynamic_shapes=({0: batch},), verbose=False,
-        )
-    proto = program.model_proto
-    metadata = {**model.config, "input_name": "features", "output_name": "logits"}
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    onnx.checker.check_model(proto)
-
-    with torch.no_grad():
-        expected = model(probe).numpy()
-    session = OnnxEngine.from_proto(proto)
-    diff = float(np.abs(session.run(probe.numpy()) - expected).max())
-    if diff > 1e-4:
-        raise RuntimeError(f"ONNX export of {run} disagrees with PyTorch by {diff:.3g} (> 1e-4)")
+    model = load_run_model(run)
+    try:
+        proto, diff = model_to_onnx(model, opset=opset)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{run}: {exc}") from exc
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, proto.SerializeToString())
-    return {**metadata, "max_abs_diff": diff, "opset": opset}
+    return {**model.config, "input_name": "features", "output_name": "logits", "max_abs_diff": diff, "opset": opset}
 
 
 class OnnxEngine:
@@ -133,10 +156,6 @@ class OnnxEngine:
         """An engine from an in-memory ``onnx.ModelProto`` (used to check an export before writing it)."""
         return cls("<in-memory>", _model=proto.SerializeToString())
 
-    @property
-    def representation(self) -> str:
-        return self.config["input"]["representation"]
-
     def run(self, features: np.ndarray) -> np.ndarray:
         """Logits ``(N, classes)`` for stored features ``(N, C, H, W)`` (float32)."""
         expected = tuple(self.config["stored"]["shape"])
@@ -172,14 +191,12 @@ def infer_store(engine_path: str | Path, store_path: str | Path, out: str | Path
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     engine = OnnxEngine(engine_path)
     store = open_store(store_path)
-    name = engine.representation
-    if name not in store.representations:
-        raise ValueError(f"engine needs representation {name!r}, but store {store_path} has only "
-                         f"{', '.join(store.representations)}")
-    if list(store.representations[name]["channels"]) != list(engine.config["stored"]["channels"]):
-        raise ValueError(f"store {store_path} stores {name} channels {store.representations[name]['channels']}, "
-                         f"the engine was trained on {engine.config['stored']['channels']}")
-    features = store.numpy(name)
+    from fastmer.models.inputs import model_input  # noqa: PLC0415
+
+    inputs, names, rows = model_input(store, engine.config)
+    features = inputs.float().numpy()
+    first = [r[0] for r in rows]
+    column = {name: store.column(name) for name in ("dataset", "subject", "clip_id", "labels")}
     start = time.perf_counter()
     logits = np.concatenate(
         [engine.run(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
@@ -188,11 +205,11 @@ def infer_store(engine_path: str | Path, store_path: str | Path, out: str | Path
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = shifted / shifted.sum(axis=1, keepdims=True)
     table = pa.table({
-        "uid": store.column("uid"),
-        "dataset": store.column("dataset"),
-        "subject": store.column("subject"),
-        "clip_id": store.column("clip_id"),
-        "labels": store.column("labels"),
+        "uid": names,
+        "dataset": [column["dataset"][i] for i in first],
+        "subject": [column["subject"][i] for i in first],
+        "clip_id": [column["clip_id"][i] for i in first],
+        "labels": [column["labels"][i] for i in first],
         "predicted": [engine.classes[i] for i in logits.argmax(axis=1)],
         "probabilities": probs.astype(np.float32).tolist(),
         "logits": logits.astype(np.float32).tolist(),

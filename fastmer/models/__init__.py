@@ -17,35 +17,56 @@ NORMALIZATIONS = ("minmax", "none")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Which stored tensor a network reads and how it is prepared.
+    """Which stored tensor(s) a network reads and how they are prepared.
 
     Attributes:
-        representation: store column, e.g. ``"flow_onset_apex"``.
+        representation: store column, e.g. ``"flow_onset_apex"``, or a tuple of columns of
+            the same height and width, concatenated along channels in that order (AFN's
+            ``("trdi", "midi")``).
         channels: channel names taken from it, in network order.
         size: side of the square network input (area resampling); None keeps the stored
-            shape (features such as LBP-TOP histograms, which are not images).
+            shape (the crop size chosen at extraction, or features such as LBP-TOP
+            histograms, which are not images).
         normalization: ``"minmax"`` rescales each channel of each sample to [0, 1];
             ``"none"`` keeps the stored values.
+        groups: the network's input streams, equal consecutive slices of ``channels`` (3 for
+            MicroAttNet's u/v/M streams). With views stacked as channels each group takes
+            its channels of every view in turn (``[u_L,p1, u_L,p2, u_R,p1, u_R,p2]``).
     """
 
-    representation: str
+    representation: str | tuple[str, ...]
     channels: tuple[str, ...]
     size: int | None
     normalization: str = "minmax"
+    groups: int = 1
 
     def __post_init__(self) -> None:
         if self.size is not None and self.size < 1:
             raise ValueError(f"size must be a positive integer or None, got {self.size!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.groups < 1 or len(self.channels) % self.groups:
+            raise ValueError(f"groups ({self.groups}) must divide the {len(self.channels)} channels")
+
+    @property
+    def representations(self) -> tuple[str, ...]:
+        return (self.representation,) if isinstance(self.representation, str) else tuple(self.representation)
+
+    def describe(self) -> str:
+        return "+".join(self.representations)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
+        data = {**asdict(self), "channels": list(self.channels)}
+        if not isinstance(self.representation, str):
+            data["representation"] = list(self.representation)
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> InputSpec:
-        return cls(**{**data, "channels": tuple(data["channels"])})
-
+        representation = data["representation"]
+        if not isinstance(representation, str):
+            representation = tuple(representation)
+        return cls(**{**data, "representation": representation, "channels": tuple(data["channels"])})
 
 
 FITTERS = ("gradient", "solver")
@@ -168,6 +189,81 @@ MODELS: dict[str, ModelEntry] = {
         fitter="solver",
         reference="Zhao & Pietikainen, LBP-TOP, TPAMI 2007; Yan et al., CASME II baseline, PLoS ONE 2014",
     ),
+    # --- the seed papers' networks (SPEC.md). Their papers publish no training recipe, so
+    # `recipe` is SPEC's implementable reading [D] and `published` stays None. Inputs keep the
+    # store's crop size (size=None; `fastmer extract --size`, or `fastmer train --input-size`).
+    "microattnet": ModelEntry(
+        name="microattnet",
+        factory="fastmer.models.microattnet:MicroAttNet",
+        input=InputSpec("flow_phases", ("u_oa", "u_ao", "v_oa", "v_ao", "m_oa", "m_ao"), size=None, groups=3),
+        recipe=TrainRecipe(epochs=100, lr=1e-3, batch_size=16, loss="focal", focal_gamma=2.0, patience=10),
+        reference="Nguyen et al., Dual-View Optical Flow for 4D MER (Triple-Stream MicroAttNet), arXiv:2603.26849; "
+                  "4DMR @ IJCAI 2025 winner",
+    ),
+    "fmanet": ModelEntry(
+        name="fmanet",
+        factory="fastmer.models.fmanet:FMANet",
+        input=InputSpec("flow_phases", ("u_oa", "v_oa", "m_oa", "u_ao", "v_ao", "m_ao"), size=None, groups=2),
+        recipe=TrainRecipe(epochs=100, lr=1e-4, batch_size=32),
+        options={"encoder": "compact"},
+        reference="Nguyen et al., FMANet, arXiv:2510.07810",
+    ),
+    "mmcof": ModelEntry(
+        name="mmcof",
+        factory="fastmer.models.fmanet:BackboneClassifier",
+        input=InputSpec("mm_cof", ("u_mm", "v_mm", "m_cof"), size=None),
+        recipe=TrainRecipe(epochs=50, lr=1e-4, batch_size=32),
+        options={"encoder": "compact"},
+        reference="Nguyen et al., MM-COF (FMANet paper), arXiv:2510.07810; hand-crafted input, plain CNN backbone",
+    ),
+    "cof": ModelEntry(
+        name="cof",
+        factory="fastmer.models.fmanet:BackboneClassifier",
+        input=InputSpec("cof", ("u_cof", "v_cof", "m_cof"), size=None),
+        recipe=TrainRecipe(epochs=50, lr=1e-4, batch_size=32),
+        options={"encoder": "compact"},
+        reference="Khuong et al., Combined Optical Flow, arXiv:2510.15471",
+    ),
+    "dianet": ModelEntry(
+        name="dianet",
+        factory="fastmer.models.dianet:DIANet",
+        input=InputSpec("dynamic_image_phases", ("di_oa", "di_ao"), size=None, groups=2),
+        recipe=TrainRecipe(epochs=50, lr=1e-4, batch_size=16),
+        options={"encoder": "compact"},
+        reference="Khuong et al., DIANet, 4DMR @ IJCAI 2025, arXiv:2510.12219",
+    ),
+    "afn": ModelEntry(
+        name="afn",
+        factory="fastmer.models.afn:AFN",
+        input=InputSpec(("trdi", "midi"), ("trdi", "midi"), size=None, groups=2),
+        recipe=TrainRecipe(epochs=50, lr=1e-4, batch_size=16),
+        options={"encoder": "compact"},
+        reference="Man et al., Adaptive Fusion Network with TRDI and MIDI, arXiv:2510.09730",
+    ),
+    "meganet": ModelEntry(
+        name="meganet",
+        factory="fastmer.models.meganet:MEGANet",
+        input=InputSpec("mesti", ("mesti",), size=None),
+        recipe=TrainRecipe(epochs=100, lr=1e-4, batch_size=16),
+        reference="MESTI-MEGANet, arXiv:2509.00056",
+    ),
+    "meganet-di": ModelEntry(
+        name="meganet-di",
+        factory="fastmer.models.meganet:MEGANet",
+        # MEGANet on the ordinary onset->offset dynamic image: the paper's input comparison.
+        input=InputSpec("dynamic_image", ("di",), size=None),
+        recipe=TrainRecipe(epochs=100, lr=1e-4, batch_size=16),
+        reference="MESTI-MEGANet, arXiv:2509.00056 (dynamic-image input, for comparison with MESTI)",
+    ),
+    "learnet": ModelEntry(
+        name="learnet",
+        factory="fastmer.models.learnet:LEARNet",
+        # The authors' code takes 112x112 images: `fastmer train --input-size 112`.
+        input=InputSpec("dynamic_image", ("di",), size=None),
+        recipe=TrainRecipe(epochs=50, lr=1e-4, batch_size=32),
+        reference="Verma et al., LEARNet, IEEE TIP 2020; used by Khuong et al., dual-phase DI augmentation, "
+                  "arXiv:2510.15466",
+    ),
 }
 
 
@@ -177,4 +273,23 @@ def get_entry(name: str) -> ModelEntry:
     return MODELS[name]
 
 
-__all__ = ["CLASS_WEIGHTING", "FITTERS", "LOSSES", "MODELS", "OPTIMIZERS", "InputSpec", "ModelEntry", "TrainRecipe", "get_entry"]
+def model_options(name: str) -> dict[str, Any]:
+    """The constructor options of model ``name`` with their defaults (what ``options`` may set)."""
+    import inspect  # noqa: PLC0415
+
+    signature = inspect.signature(get_entry(name).build_class())
+    return {key: p.default for key, p in signature.parameters.items()
+            if key not in ("num_classes", "in_channels", "in_shape") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise a clear error for options model ``name`` does not take."""
+    known = model_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"model {name} has no option(s) {', '.join(unknown)}; its options: "
+                         + ", ".join(f"{k}={v!r}" for k, v in known.items()))
+
+
+__all__ = ["CLASS_WEIGHTING", "FITTERS", "LOSSES", "MODELS", "OPTIMIZERS", "InputSpec", "ModelEntry", "TrainRecipe",
+           "check_options", "get_entry", "model_options"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from fastmer.models import InputSpec, get_entry
+from fastmer.models import InputSpec, check_options, get_entry, model_options
 from fastmer.models.inputs import InputAdapter
 
 
@@ -20,7 +21,8 @@ class MERModel(nn.Module):
 
     Args:
         config: ``{"model", "classes", "input", "stored": {"channels", "shape"}, "options"}``
-            as written by :meth:`config` (the JSON saved beside the weights).
+            and, for views stacked as channels, ``"views"``: as written by :meth:`create`
+            (the JSON saved beside the weights).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -30,27 +32,92 @@ class MERModel(nn.Module):
         self.classes = tuple(config["classes"])
         spec = InputSpec.from_json(config["input"])
         stored = config["stored"]
-        self.adapter = InputAdapter(spec, tuple(stored["channels"]), tuple(stored["shape"][-2:]))
+        self.adapter = InputAdapter(spec, tuple(stored["channels"]), tuple(stored["shape"][-2:]),
+                                    tuple(config.get("views") or ()))
         options = dict(config.get("options", {}))
-        if "in_shape" in inspect.signature(entry.build_class()).parameters:  # e.g. the SVM: features, not maps
+        check_options(entry.name, options)
+        if "in_shape" in inspect.signature(entry.build_class()).parameters:  # sizes that follow the input
             options["in_shape"] = self.adapter.out_shape
-        self.net = entry.build(len(self.classes), in_channels=len(spec.channels), **options)
+        self.net = entry.build(len(self.classes), in_channels=self.adapter.out_shape[0], **options)
 
     @classmethod
     def create(
         cls, name: str, classes: tuple[str, ...], stored_channels: tuple[str, ...], stored_shape: tuple[int, ...],
-        **options: Any,
+        *, views: tuple[str, ...] = (), input_size: int | None = None, **options: Any,
     ) -> MERModel:
+        """A new model for a stored input: ``views`` stacked as channels, if any; ``input_size``
+        overrides the registry's network input size (None: keep it)."""
         entry = get_entry(name)
-        return cls(
-            {
-                "model": name,
-                "classes": list(classes),
-                "input": entry.input.to_json(),
-                "stored": {"channels": list(stored_channels), "shape": list(stored_shape)},
-                "options": {**entry.options, **options},
-            }
-        )
+        spec = entry.input if input_size is None else replace(entry.input, size=input_size)
+        config = {
+            "model": name,
+            "classes": list(classes),
+            "input": spec.to_json(),
+            "stored": {"channels": list(stored_channels), "shape": list(stored_shape)},
+            # Every option, defaults included: the JSON says exactly what was built.
+            "options": json.loads(json.dumps({**model_options(name), **entry.options, **options})),
+        }
+        if views:
+            config["views"] = list(views)
+        return cls(config)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def match_initial_weights(self, path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """User-supplied starting weights (safetensors, never pickle; e.g. a converted
+        torchvision checkpoint), matched to this network without loading them.
+
+        A file tensor ``k`` goes to the network's ``k``, or else to ``p + k`` for every prefix
+        ``p`` under which at least half of the file's names exist (a backbone inside each
+        stream: the same weights in every stream), when the shapes agree; the rest keep their
+        initialisation.
+
+        Returns:
+            The state-dict update for ``net.load_state_dict(update, strict=False)``, and
+            ``{"file", "sha256", "loaded", "shape_mismatch", "unused"}`` (lists of names).
+
+        Raises:
+            ValueError: the file is not safetensors, or no tensor of it fits the network.
+        """
+        from safetensors.torch import load  # noqa: PLC0415
+
+        path = Path(path)
+        blob = path.read_bytes()
+        try:
+            tensors = load(blob)
+        except Exception as exc:
+            raise ValueError(f"--weights {path} is not a safetensors file: {exc}") from exc
+        own = self.net.state_dict()
+        # Prefixes under which the file's names appear in the network (a backbone inside each
+        # stream): those holding at least half of the file's tensors, so that a short name such
+        # as "conv1.weight" is not matched deep inside another block.
+        counts: dict[str, int] = {}
+        for key in tensors:
+            for prefix in {k[: -len(key)] for k in own if k.endswith("." + key)}:
+                counts[prefix] = counts.get(prefix, 0) + 1
+        prefixes = [p for p, n in counts.items() if n >= len(tensors) / 2]
+        mismatch, unused, update = [], [], {}
+        for key, value in tensors.items():
+            targets = [key] if key in own else [p + key for p in prefixes if p + key in own]
+            if not targets:
+                unused.append(key)
+            for target in targets:
+                if own[target].shape == value.shape:
+                    update[target] = value.to(own[target].dtype)
+                else:
+                    mismatch.append(target)
+        if not update:
+            raise ValueError(f"no tensor of --weights {path} fits the {self.config['model']} network "
+                             f"({len(mismatch)} of matching name but other shape, {len(unused)} unknown names)")
+        return update, {"file": str(path), "sha256": hashlib.sha256(blob).hexdigest(), "loaded": sorted(update),
+                        "shape_mismatch": sorted(mismatch), "unused": sorted(unused)}
+
+    def load_initial_weights(self, path: str | Path) -> dict[str, Any]:
+        """Load :meth:`match_initial_weights` into the network; returns its report."""
+        update, info = self.match_initial_weights(path)
+        self.net.load_state_dict(update, strict=False)
+        return info
 
     def forward(self, stored: torch.Tensor) -> torch.Tensor:
         return self.net(self.adapter(stored))
@@ -89,3 +156,55 @@ class MERModel(nn.Module):
         except RuntimeError as exc:  # missing/unexpected keys or other shapes
             raise ValueError(f"{weights} does not fit the {config['model']} network of {config_path}: {exc}") from exc
         return model.eval()
+
+
+DESCRIBE_SIZE = 128  # the crop size of `fastmer extract`'s default, for a description without a store
+
+
+def describe(name: str, classes: tuple[str, ...], *, options: dict[str, Any] | None = None,
+             input_size: int | None = None, store: Any = None, view_layout: str = "stack") -> dict[str, Any]:
+    """What model ``name`` is: its input, options and parameter count, for ``fastmer train --describe``.
+
+    Without ``store`` the stored input is assumed at :data:`DESCRIBE_SIZE` (the default crop
+    size); with one, its own shapes (and views, stacked per ``view_layout``) are used.
+    """
+    from fastmer.models.inputs import VIEW_ORDER, stacked_channels  # noqa: PLC0415
+    from fastmer.motion.representations import REPRESENTATIONS, representation_shape  # noqa: PLC0415
+
+    entry = get_entry(name)
+    views: tuple[str, ...] = ()
+    if store is not None:
+        missing = [r for r in entry.input.representations if r not in store.representations]
+        if missing:
+            raise ValueError(f"{name} needs {', '.join(missing)}, not in store {store.path}")
+        channels = tuple(c for r in entry.input.representations for c in store.representations[r]["channels"])
+        shape = tuple(store.representations[entry.input.representations[0]]["shape"])
+        if view_layout == "stack" and any(v != "full" for v in store.column("view")):
+            views = VIEW_ORDER
+            channels = stacked_channels(channels, views)
+    else:
+        channels = tuple(c for r in entry.input.representations for c in REPRESENTATIONS[r])
+        shape = representation_shape(entry.input.representations[0], entry.input.size or input_size or DESCRIBE_SIZE)
+    model = MERModel.create(name, classes, channels, (len(channels), *shape[1:]), views=views, input_size=input_size,
+                            **(options or {}))
+    parameters = {child: sum(p.numel() for p in module.parameters()) for child, module in model.net.named_children()}
+    parameters["(own)"] = model.parameter_count() - sum(parameters.values())
+    doc = (entry.build_class().__doc__ or "").strip().split("\n\n")[0]
+    return {
+        "model": name,
+        "class": entry.factory,
+        "summary": " ".join(doc.split()),
+        "reference": entry.reference,
+        "input": {"representations": list(entry.input.representations), "channels": list(model.adapter.spec.channels),
+                  "views_stacked": list(views), "network_input": [*model.adapter.out_shape],
+                  "normalization": entry.input.normalization},
+        "classes": list(classes),
+        "options": model.config["options"],
+        "parameters": model.parameter_count(),
+        "trainable_parameters": sum(p.numel() for p in model.net.parameters() if p.requires_grad),
+        "saved_tensor_elements": sum(t.numel() for t in model.net.state_dict().values()),  # + BN statistics, SVM weights
+        "parameters_by_module": {k: v for k, v in parameters.items() if v},
+        "recipe": asdict(entry.recipe) if entry.recipe is not None else None,
+        "published_recipe": asdict(entry.published) if entry.published is not None else None,
+        "fitter": entry.fitter,
+    }

@@ -58,7 +58,8 @@ def synthetic_feature_store(
     seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
-    """Write a store of ``clips`` (dicts with ``uid``, ``subject``, ``dataset``, ``labels``).
+    """Write a store of ``clips`` (dicts with ``uid``, ``subject``, ``dataset``, ``labels`` and
+    optionally ``view``: ``"left"``/``"right"`` for split views, the uid then ending in ``@view``).
 
     Args:
         representations: store columns to write (names of :data:`REPRESENTATIONS`).
@@ -86,9 +87,9 @@ def synthetic_feature_store(
                     value = np.exp(value)
                     value = value / value.sum(axis=-1, keepdims=True)
                 tensors[name] = value.astype(np.float32)
-            clip_id = clip["uid"].rsplit("/", 1)[-1]
+            clip_id = clip["uid"].rsplit("/", 1)[-1].partition("@")[0]
             writer.add({"uid": clip["uid"], "corpus_index": i, "dataset": clip["dataset"], "subject": clip["subject"],
-                        "clip_id": clip_id, "view": "full", "onset": 0, "apex": 5, "offset": 10,
+                        "clip_id": clip_id, "view": clip.get("view", "full"), "onset": 0, "apex": 5, "offset": 10,
                         "apex_source": "synthetic", "labels": list(clip["labels"]), "action_units": "",
                         "face_box": [0, 0, size, size], "face_angle": 0.0, "decoder": "synthetic",
                         "source": "synthetic", "motion_curve": []}, tensors)

@@ -16,6 +16,7 @@ augmented pair of frames:
 * ``m_cof`` (min–max normalised combined magnitude), ``strain``, ``s_oa``, ``s_ao`` (optical
   strain) and the dynamic images ``di``, ``di_oa``, ``di_ao``, ``trdi``, ``midi``, ``mesti``:
   only flipped / resampled.
+* ``<view>/<name>`` (views stacked as channels): as ``<name>``; u pairs with the v of its view.
 * any other name raises ``ValueError`` (:func:`channel_kind`).
 
 Why (with ``x`` to the right and ``y`` down, a transform ``p' = A p`` of the image about its
@@ -106,6 +107,10 @@ def channel_kind(name: str) -> ChannelKind:
         >>> channel_kind("u_oa")
         ChannelKind(role='u', pixels=True, pair='_oa')
     """
+    view, slash, base_name = name.rpartition("/")
+    if slash:  # "<view>/<channel>": views stacked as channels; u pairs with v of the same view
+        kind = channel_kind(base_name)
+        return kind._replace(pair=f"{view}/{kind.pair}") if kind.role in ("u", "v") else kind
     match = _FLOW_NAME.match(name)
     if match:
         base, suffix = match["base"], match["suffix"] or ""

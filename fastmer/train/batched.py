@@ -182,7 +182,8 @@ def fit_folds(
 
 def _fold_module(net: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], f: int) -> nn.Module:
     """``net`` holding fold ``f``'s slice of the stacked parameters and buffers."""
+    saved = net.state_dict().keys()  # non-persistent buffers (fixed kernels) are not part of the state
     with torch.no_grad():
-        net.load_state_dict({**{k: v[f] for k, v in params.items()}, **{k: v[f] for k, v in buffers.items()}})
+        net.load_state_dict({k: v[f] for k, v in {**params, **buffers}.items() if k in saved})
     return net
 

@@ -37,7 +37,7 @@ import torch
 
 from fastmer import __version__
 from fastmer.datasets.labels import LabelProtocol, get_protocol
-from fastmer.models import ModelEntry, TrainRecipe, get_entry
+from fastmer.models import MODELS, ModelEntry, TrainRecipe, get_entry
 from fastmer.models.model import MERModel
 from fastmer.store import FeatureStore
 from fastmer.store import open as open_store
@@ -65,6 +65,10 @@ contributes its onset→apex and apex→offset dynamic images (models reading ``
 See :mod:`fastmer.train.augment`."""
 AUGMENT_SETTINGS = {"flip": {"p_flip": 0.5}, "affine": {"degrees": 5.0, "scale": 0.05}}
 PHASE_DI = "dynamic_image_phases"  # the store column dual-phase-di reads
+VIEW_LAYOUTS = ("stack", "separate")
+"""Stores of split views (``fastmer extract --views split``, 4DME): ``stack`` joins a clip's
+views as channels of one sample (SPEC §2.2); ``separate`` trains each view as a sample and
+merges the views' probabilities per clip by max (the 4DME challenge practice)."""
 
 
 @dataclass
@@ -79,6 +83,7 @@ class _Data:
     excluded: list[dict[str, Any]]
     raw: torch.Tensor | None = None  # inputs before min-max normalisation, for spatial augmentation
     phases: torch.Tensor | None = None  # (N, 2, C, h, w) onset->apex, apex->offset DIs (dual-phase-di)
+    clips: list[str] | None = None  # view layout "separate": each sample's clip (its uid without @view)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in ("x", "y", "raw", "phases") if getattr(self, name) is not None}
@@ -101,6 +106,15 @@ class _Shared:
     amp: bool
     channels: tuple[str, ...] = ()  # network input channels (what the augmentation transforms)
     minmax: bool = True  # the input spec's min-max normalisation (re-applied after augmenting)
+    initial: dict[str, torch.Tensor] | None = None  # --weights: tensors every fold starts from
+
+
+def _new_model(shared: _Shared, device: torch.device) -> MERModel:
+    """A freshly initialised model (from the run's starting weights, if any)."""
+    model = MERModel(shared.config)
+    if shared.initial:
+        model.net.load_state_dict(shared.initial, strict=False)
+    return model.to(device)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -114,7 +128,7 @@ def _targets(store: FeatureStore, protocol: LabelProtocol) -> tuple[list[int], l
     for i, clip_labels in enumerate(store.column("labels")):
         classes = protocol.classes_of(tuple(clip_labels))
         if classes is None:
-            excluded.append({"uid": uids[i], "labels": clip_labels})
+            excluded.append({"uid": uids[i], "labels": clip_labels, "reason": f"no class of {protocol.name}"})
             continue
         keep.append(i)
         if protocol.multilabel:
@@ -126,30 +140,69 @@ def _targets(store: FeatureStore, protocol: LabelProtocol) -> tuple[list[int], l
     return keep, targets, excluded
 
 
+def clip_of(uid: str) -> str:
+    """The clip a view's uid belongs to: ``"s/clip@left"`` -> ``"s/clip"``."""
+    return uid.partition("@")[0]
+
+
+def _stack_views(keep: list[int], targets: list[Any], excluded: list[dict[str, Any]], uids: list[str],
+                 views: list[str]) -> tuple[list[list[int]], list[Any]]:
+    """Rows of each clip's views (in :data:`VIEW_ORDER`) for the kept clips that have all of them."""
+    from fastmer.models.inputs import VIEW_ORDER, group_views  # noqa: PLC0415
+
+    target_of = dict(zip(keep, targets, strict=True))
+    clips, rows, incomplete = group_views([uids[i] for i in keep], [views[i] for i in keep], VIEW_ORDER)
+    for clip in incomplete:
+        excluded.append({"uid": clip, "reason": "a view is missing (views stacked as channels)"})
+    groups = [[keep[j] for j in clip_rows] for clip_rows in rows]
+    return groups, [target_of[group[0]] for group in groups]
+
+
 def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protocol: LabelProtocol,
-             augment: Sequence[str]) -> _Data:
+             augment: Sequence[str], view_layout: str | None) -> _Data:
     """Map labels (listing the clips the protocol excludes) and prepare network inputs once."""
-    from fastmer.models.inputs import InputAdapter  # noqa: PLC0415
+    from fastmer.models.inputs import InputAdapter, gather_stored  # noqa: PLC0415
 
     keep, targets, excluded = _targets(store, protocol)
     uids, subjects, datasets = store.column("uid"), store.column("subject"), store.column("dataset")
-    index = torch.as_tensor(keep)
     adapter = template.adapter  # no parameters: apply it once to every clip
     raw_adapter = None
     if {"flip", "affine"} & set(augment):  # augmentation needs the physical values
         raw_adapter = InputAdapter(replace(adapter.spec, normalization="none"), adapter.stored_channels,
-                                   adapter.stored_hw)
+                                   adapter.stored_hw, adapter.views)
+    stored_all, _ = gather_stored(store, entry.input)
+    phases_all = store.tensor(PHASE_DI) if "dual-phase-di" in augment else None
+    if view_layout == "stack":
+        groups, targets = _stack_views(keep, targets, excluded, uids, store.column("view"))
+        if not groups:
+            raise ValueError(f"no clip of {store.path} has all its views (--view-layout stack)")
+        by_view = torch.as_tensor(groups).t()  # (views, clips)
+        stored = torch.cat([stored_all.index_select(0, rows) for rows in by_view], dim=1)
+        phases = None if phases_all is None else torch.cat([phases_all.index_select(0, rows) for rows in by_view], 1)
+        first = by_view[0].tolist()
+        names = [clip_of(uids[i]) for i in first]
+    else:
+        index = torch.as_tensor(keep)
+        stored = stored_all.index_select(0, index)
+        phases = None if phases_all is None else phases_all.index_select(0, index)
+        first = keep
+        names = [uids[i] for i in keep]
     with torch.no_grad():
-        stored = store.tensor(entry.input.representation).index_select(0, index)
-        data = _Data(adapter(stored), torch.as_tensor(targets), [uids[i] for i in keep], [subjects[i] for i in keep],
-                     [datasets[i] for i in keep], excluded)
+        data = _Data(adapter(stored), torch.as_tensor(targets), names, [subjects[i] for i in first],
+                     [datasets[i] for i in first], excluded)
+        if view_layout == "separate":
+            data.clips = [clip_of(uid) for uid in names]
         if raw_adapter is not None:
             data.raw = raw_adapter(stored)
-        if "dual-phase-di" in augment:
-            phases = store.tensor(PHASE_DI).index_select(0, index)
-            c = len(adapter.stored_channels)  # the phase DIs' channels: onset->apex ones, then apex->offset
+        if phases is not None:
+            # dynamic_image_phases holds each view's onset->apex then apex->offset DI; the
+            # adapter expects the dynamic_image channel(s) (per view when stacked).
+            per_view = phases.shape[1] // max(len(adapter.views), 1)
+            half = per_view // 2
+            parts = phases.split(per_view, dim=1)
             prepare = raw_adapter or adapter
-            data.phases = torch.stack([prepare(phases[:, :c]), prepare(phases[:, c:])], dim=1)
+            data.phases = torch.stack([prepare(torch.cat([p[:, :half] for p in parts], dim=1)),
+                                       prepare(torch.cat([p[:, half:] for p in parts], dim=1))], dim=1)
     return data
 
 
@@ -164,9 +217,10 @@ def _check_augment(augment: Sequence[str], entry: ModelEntry, store: FeatureStor
     if augment and entry.fitter == "solver":
         raise ValueError(f"{entry.name} is fitted by a solver on fixed features; augmentation does not apply")
     if "dual-phase-di" in augment:
-        if entry.input.representation != "dynamic_image":
-            raise ValueError(f"--augment dual-phase-di needs a model reading dynamic_image; {entry.name} reads "
-                             f"{entry.input.representation}")
+        if entry.input.representations != ("dynamic_image",):
+            readers = ", ".join(name for name, e in MODELS.items() if e.input.representations == ("dynamic_image",))
+            raise ValueError(f"--augment dual-phase-di needs a model reading dynamic_image ({readers}); "
+                             f"{entry.name} reads {entry.input.describe()}")
         if PHASE_DI not in store.representations:
             raise ValueError(f"--augment dual-phase-di needs the {PHASE_DI} representation, not in store {store.path}")
     spatial = [a for a in augment if a in AUGMENT_SETTINGS]
@@ -204,7 +258,7 @@ def _train_one(shared: _Shared, train: np.ndarray, seed: int) -> tuple[MERModel,
     data = shared.data
     device = data.x.device
     torch.manual_seed(seed)
-    model = MERModel(shared.config).to(device)
+    model = _new_model(shared, device)
     if shared.fitter == "solver":
         index = torch.as_tensor(train, device=device)
         model.net.fit(data.x[index], data.y[index])
@@ -226,8 +280,14 @@ def _train_one(shared: _Shared, train: np.ndarray, seed: int) -> tuple[MERModel,
     thresholds = None
     if shared.multilabel:
         assert val is not None
-        probs = torch.sigmoid(predict(model.net, val[0], amp=shared.amp)).cpu().numpy()
-        thresholds = tune_thresholds(val[1].cpu().numpy().astype(np.int64), probs, shared.config["classes"])
+        probs = torch.sigmoid(predict(model.net, val[0], amp=shared.amp)).float().cpu()
+        truth = val[1].cpu()
+        if data.clips is not None:  # thresholds for what is scored: the clips' max over views
+            at = {int(j): k for k, j in enumerate(val_idx)}
+            _, groups = _units([int(j) for j in val_idx], data)
+            probs = torch.stack([probs[[at[j] for j in rows]].amax(0) for rows in groups])
+            truth = torch.stack([truth[at[rows[0]]] for rows in groups])
+        thresholds = tune_thresholds(truth.numpy().astype(np.int64), probs.numpy(), shared.config["classes"])
     return model, history, thresholds
 
 
@@ -291,7 +351,7 @@ def _task_group(shared: _Shared, tasks: Sequence[tuple[int, Fold | None]]) -> li
     for i, fold in tasks:
         seed, train = _task_seed(shared, i, fold)
         torch.manual_seed(seed)
-        models.append(MERModel(shared.config).to(device))
+        models.append(_new_model(shared, device))
         val = None
         if recipe.patience is not None:
             train, val_idx = inner_split(train, data.subjects, fraction=recipe.val_fraction, seed=seed)
@@ -376,6 +436,40 @@ def _run_tasks(shared: _Shared, folds: list[Fold], jobs: int, on_done: Callable[
             raise
 
 
+def _template(store: FeatureStore, entry: ModelEntry, classes: tuple[str, ...], view_layout: str,
+              input_size: int | None, options: dict[str, Any]) -> tuple[MERModel, str | None]:
+    """The run's model (untrained) for this store's input, and the view layout (None: one view)."""
+    from fastmer.models.inputs import VIEW_ORDER, gather_stored, stacked_channels  # noqa: PLC0415
+
+    missing = [name for name in entry.input.representations if name not in store.representations]
+    if missing:
+        gather_stored(store, entry.input)  # raises the error naming what is missing
+    channels = tuple(c for name in entry.input.representations for c in store.representations[name]["channels"])
+    shape = tuple(store.representations[entry.input.representations[0]]["shape"])
+    layout = view_layout if any(v != "full" for v in store.column("view")) else None
+    views: tuple[str, ...] = ()
+    if layout == "stack":
+        views = VIEW_ORDER
+        channels = stacked_channels(channels, views)
+    shape = (len(channels), *shape[1:])
+    try:
+        template = MERModel.create(entry.name, classes, channels, shape, views=views, input_size=input_size, **options)
+    except ValueError as exc:
+        hint = " (views are stacked as channels: try --view-layout separate)" if views else ""
+        raise ValueError(f"{entry.name} cannot take this store's input: {exc}{hint}") from exc
+    return template, layout
+
+
+def _units(rows: list[int], data: _Data) -> tuple[list[str], list[list[int]]]:
+    """What is scored: each row, or (views as separate samples) each clip with its views' rows."""
+    if data.clips is None:
+        return [data.uids[j] for j in rows], [[j] for j in rows]
+    grouped: dict[str, list[int]] = {}
+    for j in rows:
+        grouped.setdefault(data.clips[j], []).append(j)
+    return list(grouped), list(grouped.values())
+
+
 def train(
     store_path: str | Path,
     out: str | Path,
@@ -394,6 +488,9 @@ def train(
     fold_batch: int | None = None,
     amp: bool | None = None,
     threads: int | None = 1,
+    view_layout: str = "stack",
+    input_size: int | None = None,
+    weights: str | Path | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -426,6 +523,11 @@ def train(
         amp: bfloat16 mixed precision (None: on for CUDA, off on the CPU).
         threads: torch intra-op threads per fold. The networks are small: on a CPU one
             thread per fold is fastest (more threads only contend), hence the default 1.
+        view_layout: for stores of split views (4DME), one of :data:`VIEW_LAYOUTS`; a clip
+            lacking a view is excluded (listed) under ``stack``. Ignored for single-view stores.
+        input_size: network input side, overriding the registry's (area resampling).
+        weights: safetensors file every fold and the final model start from
+            (:meth:`MERModel.match_initial_weights`); recorded with its sha256.
         overwrite: allow a non-empty ``out``.
         log: callable receiving progress lines.
 
@@ -448,16 +550,24 @@ def train(
     amp = torch_device.type == "cuda" if amp is None else amp
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be >= 1 (or None: one per core), got {jobs}")
+    if view_layout not in VIEW_LAYOUTS:
+        raise ValueError(f"view_layout must be one of {', '.join(VIEW_LAYOUTS)}, got {view_layout!r}")
+    if input_size is not None and input_size < 1:
+        raise ValueError(f"input_size must be a positive integer, got {input_size}")
     store = open_store(store_path)
-    if entry.input.representation not in store.representations:
-        raise ValueError(f"model {model} needs {entry.input.representation!r}, not in store {store_path}")
-    spec = store.representations[entry.input.representation]
-    template = MERModel.create(model, label_protocol.classes, tuple(spec["channels"]), tuple(spec["shape"]),
-                               **(model_options or {}))
-    augment = _check_augment(augment, entry, store, tuple(entry.input.channels))
+    template, layout = _template(store, entry, label_protocol.classes, view_layout, input_size, model_options or {})
+    from fastmer.models.inputs import network_channels  # noqa: PLC0415
+
+    channels = network_channels(template.adapter.spec, template.adapter.views)
+    augment = _check_augment(augment, entry, store, channels)
+    initial, initial_info = None, None
+    if weights is not None:
+        if entry.fitter == "solver":
+            raise ValueError(f"{model} is solved exactly; it takes no starting weights")
+        initial, initial_info = template.match_initial_weights(weights)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    data = _prepare(store, template, entry, label_protocol, augment)
+    data = _prepare(store, template, entry, label_protocol, augment, layout)
     folds = make_folds(protocol, data.subjects, datasets=data.datasets, k=k, test_fraction=test_fraction, seed=seed)
     check_folds(folds, data.subjects, every_clip_once=protocol in EXHAUSTIVE_PROTOCOLS)
     classes = label_protocol.classes
@@ -486,7 +596,7 @@ def train(
                   "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"]}}
     (out / FOLDS_DIR).mkdir(exist_ok=True)
     shared = _Shared(data, template.config, entry.fitter, recipe, multilabel, augment, seed, out, provenance,
-                     threads, amp, tuple(entry.input.channels), entry.input.normalization == "minmax")
+                     threads, amp, channels, template.adapter.spec.normalization == "minmax", initial)
     results: dict[int, dict[str, Any]] = {}
     done = 0
 
@@ -502,33 +612,49 @@ def train(
     final = results.pop(len(folds))
 
     # Assemble the test predictions; only tested clips are scored (every clip, except under hold-out).
+    # Scores: probabilities (softmax / sigmoid), or a solver's decision values. With views as
+    # separate samples, a clip's score is the max over its views' scores.
     logits = torch.zeros(len(data.y), num_classes)
-    predicted = torch.zeros(data.y.shape, dtype=torch.long)  # class index, or 0/1 per class
+    fold_index = torch.full((len(data.y),), -1, dtype=torch.long)
+    for i, fold in enumerate(folds):
+        logits[fold.test] = results[i]["logits"].float()
+        fold_index[fold.test] = i
+    if entry.fitter == "solver":
+        row_scores = logits
+    else:
+        row_scores = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+    tested_rows = torch.nonzero(fold_index >= 0).flatten().tolist()
+    units, unit_rows = _units(tested_rows, data)
+    scores_u = torch.stack([row_scores[rows].amax(dim=0) for rows in unit_rows]) if units else row_scores[:0]
+    first = [rows[0] for rows in unit_rows]
     y = data.y.cpu()
-    fold_of = [""] * len(y)
+    y_true = y[first]
+    unit_fold = fold_index[first]
+    if multilabel:
+        predicted = torch.zeros(y_true.shape, dtype=torch.long)
+        for i in range(len(folds)):
+            at = torch.nonzero(unit_fold == i).flatten()
+            if len(at):
+                predicted[at] = torch.from_numpy(apply_thresholds(scores_u[at].numpy(), results[i]["thresholds"]))
+    else:
+        predicted = scores_u.argmax(1)
     fold_rows, fold_cms = [], []
     for i, fold in enumerate(folds):
         result = results[i]
-        logits[fold.test] = result["logits"]
+        at = torch.nonzero(unit_fold == i).flatten()
         if multilabel:
-            probs = torch.sigmoid(result["logits"]).numpy()
-            predicted[fold.test] = torch.from_numpy(apply_thresholds(probs, result["thresholds"]))
-            correct = int((predicted[fold.test] == y[fold.test].long()).all(1).sum())  # exact label sets
+            correct = int((predicted[at] == y_true[at].long()).all(1).sum())  # exact label sets
         else:
-            predicted[fold.test] = result["logits"].argmax(1)
-            correct = int((predicted[fold.test] == y[fold.test]).sum())
-            fold_cms.append(confusion_matrix(y[fold.test].tolist(), predicted[fold.test].tolist(), num_classes))
-        for j in fold.test:
-            fold_of[j] = fold.name
-        row = {"fold": fold.name, "n_train": len(fold.train), "n_test": len(fold.test), "correct": correct,
-               "accuracy": correct / len(fold.test), "weights": result["weights"], "seconds": result["seconds"],
+            correct = int((predicted[at] == y_true[at]).sum())
+            fold_cms.append(confusion_matrix(y_true[at].tolist(), predicted[at].tolist(), num_classes))
+        row = {"fold": fold.name, "n_train": len(fold.train), "n_test": len(at), "correct": correct,
+               "accuracy": correct / max(len(at), 1), "weights": result["weights"], "seconds": result["seconds"],
                **result["history"]}
         if multilabel:
             row["thresholds"] = result["thresholds"]["thresholds"]
         fold_rows.append(row)
-    tested = [j for j, name in enumerate(fold_of) if name]
-    y_true, y_pred = y[tested], predicted[tested]
-    tested_datasets = [data.datasets[j] for j in tested]
+    y_pred = predicted
+    tested_datasets = [data.datasets[j] for j in first]
     metrics: dict[str, Any] = {}
     if multilabel:
         pooled = multilabel_scores(y_true.long().numpy(), y_pred.numpy(), classes)
@@ -556,18 +682,17 @@ def train(
         return [classes[c] for c in torch.nonzero(row).flatten().tolist()] if multilabel else classes[int(row)]
 
     columns: dict[str, Any] = {
-        "uid": [data.uids[j] for j in tested],
-        "subject": [data.subjects[j] for j in tested],
+        "uid": units,
+        "subject": [data.subjects[j] for j in first],
         "dataset": tested_datasets,
-        "fold": [fold_of[j] for j in tested],
+        "fold": [folds[int(i)].name for i in unit_fold],
         "true": [names(r) for r in y_true],
         "predicted": [names(r) for r in y_pred],
     }
-    if entry.fitter == "solver":  # decision values are not probabilities
-        columns["decision_values"] = logits[tested].numpy().astype(np.float32).tolist()
-    else:
-        probs = torch.sigmoid(logits[tested]) if multilabel else torch.softmax(logits[tested], dim=1)
-        columns["probabilities"] = probs.numpy().astype(np.float32).tolist()
+    if data.clips is not None:
+        columns["views"] = [[data.uids[j] for j in rows] for rows in unit_rows]
+    score_name = "decision_values" if entry.fitter == "solver" else "probabilities"  # decision values are not probabilities
+    columns[score_name] = scores_u.numpy().astype(np.float32).tolist()
     atomic_write_table(pa.table(columns), out / "predictions.parquet")
     _write_json(out / "folds.json", folds_manifest(folds, data.uids))
     write_run_figures(out, np.asarray(cm), classes, [r for r in fold_rows if r["train_loss"]], title=figure_title)
@@ -589,6 +714,9 @@ def train(
         "model": model,
         "model_reference": entry.reference,
         "model_options": template.config["options"],
+        "parameters": template.parameter_count(),
+        "input": {**template.config["input"], "stored": template.config["stored"], "view_layout": layout},
+        "initial_weights": initial_info,
         "fitter": entry.fitter,
         "protocol": protocol,
         "protocol_options": {"k": k} if protocol == "kfold" else
@@ -596,10 +724,11 @@ def train(
         "labels": labels,
         "multilabel": multilabel,
         "classes": list(classes),
-        "n_clips": len(y),
+        "n_clips": len(set(data.clips)) if data.clips is not None else len(y),
+        "n_samples": len(y),
         "n_subjects": len(set(data.subjects)),
         "n_folds": len(folds),
-        "n_tested": len(tested),
+        "n_tested": len(units),
         "excluded_clips": data.excluded,
         "recipe": asdict(recipe) if recipe is not None else None,
         "augment": list(augment),
