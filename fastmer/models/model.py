@@ -62,7 +62,10 @@ class MERModel(nn.Module):
         return cls(config)
 
     def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
+        """Learned values: the network's parameters, or for a solver-fitted model (the SVM,
+        whose coefficients are buffers) its coefficients and intercepts."""
+        learned = getattr(self.net, "learned_buffers", ())  # a solver's fitted values
+        return sum(p.numel() for p in self.net.parameters()) + sum(getattr(self.net, k).numel() for k in learned)
 
     def match_initial_weights(self, path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """User-supplied starting weights (safetensors, never pickle; e.g. a converted

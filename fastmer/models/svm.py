@@ -353,6 +353,7 @@ class LinearSVMNet(torch.nn.Module):
         self.svm = LinearSVM(C, preprocess=preprocess)  # validates C and preprocess
         self.class_weight = class_weight
         d = int(np.prod(in_shape))
+        self.learned_buffers = ("coef", "intercept")  # what fit() solves for (mean/scale: standardisation)
         self.register_buffer("coef", torch.zeros(num_classes, d))
         self.register_buffer("intercept", torch.zeros(num_classes))
         self.register_buffer("mean", torch.zeros(d))

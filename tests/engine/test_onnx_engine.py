@@ -51,3 +51,31 @@ def test_engine_validates_inputs(engine_path, tmp_path):
 def test_export_needs_a_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a fastmer run directory"):
         export_onnx(tmp_path, tmp_path / "m.onnx")
+
+
+def test_engines_of_two_column_and_view_stacked_models(paper_store, dual_view_store, tmp_path):
+    """AFN reads trdi + midi; a view-stacked MicroAttNet takes each clip's two view rows joined."""
+    from dataclasses import replace
+
+    from fastmer.models import MODELS
+    from fastmer.train.run import train
+
+    for name, store, labels in (("afn", paper_store, "megc2019-3class"), ("microattnet", dual_view_store, "4dme-multilabel")):
+        run = tmp_path / name
+        train(store, run, model=name, labels=labels, recipe=replace(MODELS[name].recipe, epochs=1, patience=None))
+        export_onnx(run, tmp_path / f"{name}.onnx")
+        infer_store(tmp_path / f"{name}.onnx", store, tmp_path / f"{name}.parquet")
+        table = pq.read_table(tmp_path / f"{name}.parquet").to_pydict()
+        model = load_run_model(run)
+        s = fstore.open(store)
+        if name == "afn":
+            assert table["uid"] == s.column("uid")
+            x = torch.cat([s.tensor("trdi"), s.tensor("midi")], dim=1)
+        else:  # 39 clips with both views; s4/c7 has only its left one
+            assert len(table["uid"]) == 39 and "4dme/s4/c7" not in table["uid"]
+            rows = {u: i for i, u in enumerate(s.column("uid"))}
+            flow = s.tensor("flow_phases")
+            x = torch.cat([flow[[rows[f"{u}@left"] for u in table["uid"]]],
+                           flow[[rows[f"{u}@right"] for u in table["uid"]]]], dim=1)
+        with torch.no_grad():
+            np.testing.assert_allclose(np.array(table["logits"]), model(x).numpy(), atol=1e-4, rtol=1e-4)

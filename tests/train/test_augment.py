@@ -250,3 +250,19 @@ def test_dual_phase_di_refuses_test_clips_and_subjects():
         dual_phase_di(whole, phases, labels, [4])
     with pytest.raises(ValueError, match="phases must have shape"):
         dual_phase_di(whole, torch.zeros(4, 3, 2, 2), labels, [0])
+
+
+def test_stacked_view_channels_transform_per_view():
+    """Views stacked as channels ("left/u_oa"): each view's u pairs with that view's v."""
+    assert channel_kind("left/u_oa").pair == "left/_oa" and channel_kind("right/v_oa").pair == "right/_oa"
+    assert channel_kind("right/m_ao").role == "magnitude" and channel_kind("left/di").role == "scalar"
+    flow = smooth_flow(h=20, w=20, dtype=torch.float32)
+    other = torch.flip(flow, dims=(1,))  # another field for the right view
+    names = ("left/u_oa", "left/v_oa", "right/u_oa", "right/v_oa")
+    stacked = torch.cat([flow, other], dim=1)
+    out = affine(stacked, names, 90.0)
+    torch.testing.assert_close(out[:, :2], affine(flow, ("u", "v"), 90.0))
+    torch.testing.assert_close(out[:, 2:], affine(other, ("u", "v"), 90.0))
+    torch.testing.assert_close(hflip(stacked, names)[:, 2:], hflip(other, ("u", "v")))
+    with pytest.raises(ValueError, match="unpaired|partner"):
+        affine(stacked[:, 1:], names[1:], 30.0)
