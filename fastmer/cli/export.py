@@ -10,19 +10,25 @@ from fastmer.cli import CONTEXT
 @click.command("export", context_settings=CONTEXT)
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "-o", "out", type=click.Path(dir_okay=False), required=True, help="ONNX file to write.")
-@click.option("--opset", type=click.IntRange(17, 23), default=18, help="ONNX opset.")
-def command(run, out, opset):
+@click.option("--opset", type=click.IntRange(17, 23), default=18, show_default=True, help="ONNX opset.")
+@click.option("--store", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Feature store whose first clips check the export [default: the run's training store, if present].")
+@click.option("--tolerance", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
+              help="Largest accepted max |onnxruntime - torch|.")
+def command(run, out, opset, store, tolerance):
     """Export the final model of training run RUN to ONNX (dynamic batch).
 
-    The engine takes the store's feature column as it is and returns logits; its fastmer
-    config travels in the file's metadata. The export is checked against PyTorch with
-    ONNX Runtime and rejected if they differ by more than 1e-4.
+    The engine takes the store's feature column(s) as they are and returns logits; its
+    fastmer config travels in the file's metadata, and OUT.json beside it records the
+    classes, thresholds, input, extraction parameters and hashes. The export is checked
+    against PyTorch in ONNX Runtime on real clips (--store, default the training store)
+    and nothing is written if they differ by more than --tolerance.
     """
     from fastmer.engine.onnx import export_onnx  # noqa: PLC0415
 
     try:
-        info = export_onnx(run, out, opset=opset)
+        info = export_onnx(run, out, opset=opset, store=store, tolerance=tolerance)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"wrote {out} ({info['model']}, classes {', '.join(info['classes'])}); "
-               f"max |onnxruntime - torch| = {info['max_abs_diff']:.2e}")
+    click.echo(f"wrote {out} and {out}.json ({info['model']}, classes {', '.join(info['classes'])}); "
+               f"max |onnxruntime - torch| = {info['max_abs_diff']:.2e} on {info['check']['inputs']}")

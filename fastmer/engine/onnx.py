@@ -95,29 +95,96 @@ def model_to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, probe: Any = None, 
     return proto, diff
 
 
-def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
-    """Export a run's final model to ONNX with a dynamic batch axis.
+SIDECAR_FORMAT = "fastmer-engine"
 
-    Args:
-        run: ``fastmer train`` output directory.
-        out: ``.onnx`` file to write (atomically).
-        opset: ONNX opset.
+
+def sidecar_path(engine: str | Path) -> Path:
+    """The JSON written beside an engine file: ``model.onnx`` -> ``model.onnx.json``."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def _check_inputs(model: Any, store: str | Path | None, n_check: int) -> tuple[Any, str]:
+    """Real inputs for the export check: the first ``n_check`` samples of ``store`` (default:
+    the store the model was trained on, when it still exists), else seeded random ones."""
+    import torch  # noqa: PLC0415
+
+    from fastmer.models.inputs import model_input  # noqa: PLC0415
+    from fastmer.store import open as open_store  # noqa: PLC0415
+
+    trained_on = (model.config.get("trained_on") or {}).get("store")
+    path = store if store is not None else trained_on
+    if path is not None and (Path(path) / "store.json").is_file():
+        inputs, _, _ = model_input(open_store(path), model.config)  # raises on a mismatching store
+        if len(inputs):
+            return inputs[:n_check].float(), f"store {path} ({min(n_check, len(inputs))} samples)"
+    if store is not None:
+        raise FileNotFoundError(f"--store {store} is not a fastmer feature store")
+    shape = tuple(model.config["stored"]["shape"])
+    return torch.randn(8, *shape, generator=torch.Generator().manual_seed(0)), (
+        f"random normal inputs (the training store {trained_on} is not available)")
+
+
+def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, store: str | Path | None = None,
+                n_check: int = 64, tolerance: float = 1e-4) -> dict[str, Any]:
+    """Export a run's final model to ONNX with a dynamic batch axis, and its sidecar JSON.
+
+    The export is checked in ONNX Runtime against PyTorch on real inputs: the first
+    ``n_check`` samples of ``store`` (default: the store the run was trained on, if it is
+    still there; else seeded random inputs, said so in the sidecar). Above ``tolerance``
+    nothing is written.
+
+    The sidecar (``out`` + ``.json``, :func:`sidecar_path`) holds what a scorer must know:
+    class names, label protocol and multi-label thresholds, the input (store columns,
+    channels, shape, stacked views), the extraction parameters' hash (and the parameters,
+    when the store is there), the weights' and the ONNX file's sha256, fastmer and opset
+    versions, and the check's inputs and ``max_abs_diff``.
 
     Returns:
-        The metadata embedded in the file, plus ``max_abs_diff`` between ONNX Runtime and
-        PyTorch on a probe batch (the export is rejected above 1e-4).
+        The sidecar.
     """
+    import hashlib  # noqa: PLC0415
+
+    from fastmer import __version__  # noqa: PLC0415
+    from fastmer.store import open as open_store  # noqa: PLC0415
     from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
     model = load_run_model(run)
+    probe, probe_source = _check_inputs(model, store, n_check)
     try:
-        proto, diff = model_to_onnx(model, opset=opset)
+        proto, diff = model_to_onnx(model, opset=opset, probe=probe, tolerance=tolerance)
     except RuntimeError as exc:
-        raise RuntimeError(f"{run}: {exc}") from exc
+        raise RuntimeError(f"{run}: {exc} on {probe_source}") from exc
+    blob = proto.SerializeToString()
+    config = model.config
+    trained_on = config.get("trained_on") or {}
+    params = None
+    if trained_on.get("store") and (Path(trained_on["store"]) / "store.json").is_file():
+        params = open_store(trained_on["store"]).meta.get("params")
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "fastmer_version": __version__,
+        "engine": "onnx",
+        "opset": opset,
+        "model": config["model"],
+        "classes": config["classes"],
+        "labels": config.get("labels"),
+        "multilabel": "thresholds" in config,
+        "thresholds": config.get("thresholds"),
+        "input": {"name": "features", "spec": config["input"], "stored": config["stored"],
+                  "views": config.get("views") or []},
+        "output": {"name": "logits", "activation": "sigmoid" if "thresholds" in config else "softmax"},
+        "options": config.get("options", {}),
+        "extraction": {"params_hash": trained_on.get("params_hash"), "params": params},
+        "weights_sha256": config.get("weights_sha256"),
+        "onnx_sha256": hashlib.sha256(blob).hexdigest(),
+        "check": {"inputs": probe_source, "max_abs_diff": diff, "tolerance": tolerance},
+    }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, proto.SerializeToString())
-    return {**model.config, "input_name": "features", "output_name": "logits", "max_abs_diff": diff, "opset": opset}
+    atomic_write_bytes(out, blob)
+    atomic_write_bytes(sidecar_path(out), (json.dumps(sidecar, indent=2) + "\n").encode())
+    return {**sidecar, "max_abs_diff": diff}
 
 
 class OnnxEngine:

@@ -79,3 +79,28 @@ def test_engines_of_two_column_and_view_stacked_models(paper_store, dual_view_st
                            flow[[rows[f"{u}@right"] for u in table["uid"]]]], dim=1)
         with torch.no_grad():
             np.testing.assert_allclose(np.array(table["logits"]), model(x).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_export_sidecar_and_check_on_real_clips(tiny_store, tiny_run, synthetic_store, tmp_path):
+    import hashlib
+    import json
+
+    from fastmer.engine.onnx import sidecar_path
+
+    info = export_onnx(tiny_run, tmp_path / "m.onnx")
+    sidecar = json.loads(sidecar_path(tmp_path / "m.onnx").read_text())
+    assert sidecar == {k: v for k, v in info.items() if k != "max_abs_diff"}
+    assert sidecar["check"]["inputs"] == f"store {tiny_store} (9 samples)" and sidecar["check"]["max_abs_diff"] < 1e-4
+    assert sidecar["onnx_sha256"] == hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
+    store = fstore.open(tiny_store)
+    assert sidecar["extraction"] == {"params_hash": store.meta["params_hash"], "params": store.meta["params"]}
+    assert sidecar["input"]["stored"]["channels"] == list(store.channels("flow_onset_apex"))
+    assert sidecar["classes"] == ["negative", "positive", "surprise"] and not sidecar["multilabel"]
+    run_config = json.loads((tiny_run / "model.json").read_text())
+    assert sidecar["weights_sha256"] == run_config["weights_sha256"]
+    # a store of other shapes cannot check it; a failing check writes nothing
+    with pytest.raises(ValueError, match="trained on"):
+        export_onnx(tiny_run, tmp_path / "x.onnx", store=synthetic_store)
+    with pytest.raises(RuntimeError, match="disagrees with PyTorch"):
+        export_onnx(tiny_run, tmp_path / "y.onnx", tolerance=-1.0)
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()

@@ -127,3 +127,24 @@ def test_input_size_override(paper_store, tmp_path):
     assert report["input"]["size"] == 40
     model = MERModel.load(tmp_path / "r" / "model.safetensors", tmp_path / "r" / "model.json")
     assert model.adapter.out_shape == (1, 40, 40)
+
+
+def test_dual_phase_di_with_stacked_views(dual_view_store, tmp_path):
+    """Each view's onset->apex (apex->offset) DI becomes that view's channel of the extra sample."""
+    from fastmer.datasets.labels import get_protocol
+    from fastmer.models import get_entry
+    from fastmer.train.run import _prepare, _template
+
+    store = fstore.open(dual_view_store)
+    entry = get_entry("meganet-di")
+    template, layout = _template(store, entry, get_protocol("4dme-multilabel").classes, "stack", None, {})
+    data = _prepare(store, template, entry, get_protocol("4dme-multilabel"), ["dual-phase-di"], layout)
+    assert layout == "stack" and data.x.shape == (39, 2, 24, 24) and data.phases.shape == (39, 2, 2, 24, 24)
+    phases = store.tensor("dynamic_image_phases")
+    row = {uid: i for i, uid in enumerate(store.column("uid"))}
+    i = row[f"{data.uids[3]}@right"]
+    expected = template.adapter(torch.cat([phases[i - 1 : i, 1:2], phases[i : i + 1, 1:2]], dim=1))  # apex->offset
+    torch.testing.assert_close(data.phases[3, 1], expected[0])
+    report = train(dual_view_store, tmp_path / "r", model="meganet-di", labels="4dme-multilabel",
+                   recipe=quick("meganet-di", 1), augment=["dual-phase-di"])
+    assert report["input"]["view_layout"] == "stack" and report["n_tested"] == 39
