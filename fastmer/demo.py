@@ -34,7 +34,8 @@ def run_demo(out: str | Path, synth_config: SynthConfig | None = None, *, overwr
 
     from fastmer.datasets import load  # noqa: PLC0415
     from fastmer.datasets.synth import generate  # noqa: PLC0415
-    from fastmer.engine.onnx import OnnxEngine, export_onnx, infer_store, load_run_model  # noqa: PLC0415
+    from fastmer.engine.onnx import OnnxEngine, export_onnx, load_run_model  # noqa: PLC0415
+    from fastmer.engine.score import score_store  # noqa: PLC0415
     from fastmer.extract import extract  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
     from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
@@ -71,7 +72,7 @@ def run_demo(out: str | Path, synth_config: SynthConfig | None = None, *, overwr
     export_onnx(paths["run"], paths["engine"])
     timings["export"] = time.perf_counter() - t
 
-    inferred = infer_store(paths["engine"], paths["store"], paths["predictions"])
+    inferred = score_store(OnnxEngine(paths["engine"]), paths["store"], paths["predictions"])
     timings["infer"] = inferred.seconds
     # Engine vs PyTorch on every clip of the store.
     store = open_store(paths["store"])

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -230,59 +228,3 @@ class OnnxEngine:
             raise ValueError(f"engine {self.path.name} expects features of shape [N, {', '.join(map(str, expected))}], "
                              f"got {list(features.shape)}")
         return self.session.run(["logits"], {"features": np.ascontiguousarray(features, dtype=np.float32)})[0]
-
-
-@dataclass
-class InferSummary:
-    n_clips: int
-    seconds: float
-    providers: list[str]
-
-    @property
-    def clips_per_s(self) -> float:
-        return self.n_clips / self.seconds if self.seconds > 0 else 0.0
-
-
-def infer_store(engine_path: str | Path, store_path: str | Path, out: str | Path, *, batch_size: int = 256) -> InferSummary:
-    """Score every clip of a feature store; write predictions as Parquet (atomically).
-
-    The output has one row per clip: uid, dataset, subject, clip_id, the annotated labels,
-    the predicted class, and the class probabilities and logits.
-    """
-    import pyarrow as pa  # noqa: PLC0415
-
-    from fastmer.store import open as open_store  # noqa: PLC0415
-    from fastmer.store.writer import atomic_write_table  # noqa: PLC0415
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    engine = OnnxEngine(engine_path)
-    store = open_store(store_path)
-    from fastmer.models.inputs import model_input  # noqa: PLC0415
-
-    inputs, names, rows = model_input(store, engine.config)
-    features = inputs.float().numpy()
-    first = [r[0] for r in rows]
-    column = {name: store.column(name) for name in ("dataset", "subject", "clip_id", "labels")}
-    start = time.perf_counter()
-    logits = np.concatenate(
-        [engine.run(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
-    ) if len(features) else np.empty((0, len(engine.classes)), np.float32)
-    seconds = time.perf_counter() - start
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = shifted / shifted.sum(axis=1, keepdims=True)
-    table = pa.table({
-        "uid": names,
-        "dataset": [column["dataset"][i] for i in first],
-        "subject": [column["subject"][i] for i in first],
-        "clip_id": [column["clip_id"][i] for i in first],
-        "labels": [column["labels"][i] for i in first],
-        "predicted": [engine.classes[i] for i in logits.argmax(axis=1)],
-        "probabilities": probs.astype(np.float32).tolist(),
-        "logits": logits.astype(np.float32).tolist(),
-    })
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table = table.replace_schema_metadata({"fastmer_classes": json.dumps(list(engine.classes))})
-    atomic_write_table(table, out)
-    return InferSummary(len(features), seconds, list(engine.providers))

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import fastmer.store as fstore
-from fastmer.engine.onnx import OnnxEngine, export_onnx, infer_store, load_run_model
+from fastmer.engine.onnx import OnnxEngine, export_onnx, load_run_model
+from fastmer.engine.score import open_engine, score_store
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,8 @@ def test_parity_with_pytorch_on_real_features_at_any_batch(tiny_store, tiny_run,
 
 
 def test_infer_writes_predictions(tiny_store, tiny_run, engine_path, tmp_path):
-    summary = infer_store(engine_path, tiny_store, tmp_path / "preds.parquet", batch_size=4)
-    assert summary.n_clips == 9 and summary.providers
+    summary = score_store(open_engine(engine_path), tiny_store, tmp_path / "preds.parquet", batch_size=4)
+    assert summary.n_scored == 9 and summary.n_failed == 0 and summary.providers
     table = pq.read_table(tmp_path / "preds.parquet")
     store = fstore.open(tiny_store)
     assert table.column("uid").to_pylist() == store.column("uid")
@@ -64,7 +65,7 @@ def test_engines_of_two_column_and_view_stacked_models(paper_store, dual_view_st
         run = tmp_path / name
         train(store, run, model=name, labels=labels, recipe=replace(MODELS[name].recipe, epochs=1, patience=None))
         export_onnx(run, tmp_path / f"{name}.onnx")
-        infer_store(tmp_path / f"{name}.onnx", store, tmp_path / f"{name}.parquet")
+        score_store(open_engine(tmp_path / f"{name}.onnx"), store, tmp_path / f"{name}.parquet")
         table = pq.read_table(tmp_path / f"{name}.parquet").to_pydict()
         model = load_run_model(run)
         s = fstore.open(store)
@@ -78,7 +79,9 @@ def test_engines_of_two_column_and_view_stacked_models(paper_store, dual_view_st
             x = torch.cat([flow[[rows[f"{u}@left"] for u in table["uid"]]],
                            flow[[rows[f"{u}@right"] for u in table["uid"]]]], dim=1)
         with torch.no_grad():
-            np.testing.assert_allclose(np.array(table["logits"]), model(x).numpy(), atol=1e-4, rtol=1e-4)
+            logits = model(x)
+        expected = torch.sigmoid(logits) if name == "microattnet" else torch.softmax(logits, 1)
+        np.testing.assert_allclose(np.array(table["probabilities"]), expected.numpy(), atol=1e-5, rtol=1e-4)
 
 
 def test_export_sidecar_and_check_on_real_clips(tiny_store, tiny_run, synthetic_store, tmp_path):
