@@ -56,10 +56,10 @@ def pairs_summary(terminalreporter, rows: list) -> None:
 
 
 def clips_summary(terminalreporter, rows: list) -> None:
-    """bench_extract.py: clips/s of each side, fastmer / baseline in the same run, where the time went."""
+    """bench_extract.py, bench_infer.py: clips/s of each side, ratio to the baseline in the same run, where the time went."""
     if not rows:
         return
-    terminalreporter.section("extraction clips/s (median time; min time in brackets)")
+    terminalreporter.section("clips/s (median time; min time in brackets)")
     for group, items in by_group(rows):
         terminalreporter.write_line(group)
         base = next((b for b in items if b.extra_info.get("side") == "baseline"), None)

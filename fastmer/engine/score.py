@@ -26,7 +26,8 @@ class TorchEngine:
     Args:
         run: the run directory.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        compile: wrap the model in ``torch.compile`` (dynamic batch).
+        compile: wrap the model in ``torch.compile`` (batch dimension dynamic after the first
+            new batch size).
     """
 
     def __init__(self, run: str | Path, *, device: str = "auto", compile: bool = False) -> None:  # noqa: A002
@@ -40,7 +41,10 @@ class TorchEngine:
         self.model = load_run_model(run).to(self.device).eval()
         self.config: dict[str, Any] = self.model.config
         self.classes = tuple(self.config["classes"])
-        self.forward = torch.compile(self.model, dynamic=True) if compile else self.model
+        # dynamic=None: static shapes first; a new batch size makes only the batch dimension
+        # symbolic (dynamic=True would make H and W symbolic too, which inductor cannot lower
+        # for adaptive pooling).
+        self.forward = torch.compile(self.model) if compile else self.model
         self.providers = [f"torch-{self.device.type}" + ("-compile" if compile else "")]
 
     def run(self, features: np.ndarray) -> np.ndarray:
