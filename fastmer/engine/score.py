@@ -66,8 +66,8 @@ def open_engine(path: str | Path, *, device: str = "auto", compile: bool = False
     if path.suffix == ".onnx":
         return OnnxEngine(path, providers=providers)
     if path.suffix == ".plan":
-        raise ValueError(f"{path}: TensorRT engines (.plan) need TensorRT, which fastmer cannot load here; "
-                         "score the .onnx it was built from, or install the tensorrt extra on a GPU machine")
+        raise ValueError(f"{path}: fastmer has no TensorRT runtime yet; score the .onnx the engine was built from "
+                         "(ONNX Runtime uses its CUDA provider when installed)")
     raise ValueError(f"engine {path} is neither a training run directory nor an .onnx file")
 
 
@@ -106,7 +106,7 @@ def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_s
     """
     import pyarrow as pa  # noqa: PLC0415
 
-    from fastmer.models.inputs import model_input  # noqa: PLC0415
+    from fastmer.models.inputs import clip_of, model_input  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
     from fastmer.store.writer import atomic_write_table  # noqa: PLC0415
 
@@ -134,7 +134,7 @@ def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_s
     if not config.get("views") and any(v != "full" for v in views):
         grouped: dict[str, list[int]] = {}
         for j, name in enumerate(names):
-            grouped.setdefault(name.partition("@")[0], []).append(j)
+            grouped.setdefault(clip_of(name), []).append(j)
         units = list(grouped.items())
     else:
         units = [(name, [j]) for j, name in enumerate(names)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastmer.models.blocks import ENCODERS, check_input, make_encoder
+from fastmer.models.blocks import check_input, make_encoder
 
 GATES = ("vector", "scalar")
 
@@ -48,8 +48,6 @@ class AFN(nn.Module):
             raise ValueError(f"AFN takes two dynamic images (TRDI, MIDI), got in_channels={in_channels}")
         if gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         self.encoders = nn.ModuleList(make_encoder(encoder, 1) for _ in range(2))
         dim = self.encoders[0].out_channels
         self.gate_kind = gate

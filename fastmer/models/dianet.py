@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastmer.models.blocks import ENCODERS, check_input, make_encoder
+from fastmer.models.blocks import check_input, make_encoder
 
 DIANET_FUSIONS = ("cross-attention", "concat")
 
@@ -73,8 +73,6 @@ class DIANet(nn.Module):
             raise ValueError(f"DIANet takes the two phase dynamic images, got in_channels={in_channels}")
         if fusion not in DIANET_FUSIONS:
             raise ValueError(f"fusion must be one of {DIANET_FUSIONS}, got {fusion!r}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be a multiple of heads ({heads})")
         self.encoders = nn.ModuleList(make_encoder(encoder, 1) for _ in range(2))

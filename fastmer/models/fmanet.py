@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmer.models.blocks import ENCODERS, SpatialAttention, check_input, make_encoder
+from fastmer.models.blocks import SpatialAttention, check_input, make_encoder
 from fastmer.motion.representations import COF_THETA
 
 PHASE_FUSIONS = ("scalar", "pixel")
@@ -69,8 +69,6 @@ class FMANet(nn.Module):
             raise ValueError(f"FMANet takes 6 input maps (u, v, M of each phase), got in_channels={in_channels}")
         if phase_fusion not in PHASE_FUSIONS:
             raise ValueError(f"phase_fusion must be one of {PHASE_FUSIONS}, got {phase_fusion!r}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         theta = tuple(float(t) for t in theta)
         if len(theta) != 2 or min(theta) <= 0:
             raise ValueError(f"theta must be two positive weights, got {theta}")
@@ -138,8 +136,6 @@ class BackboneClassifier(nn.Module):
     def __init__(self, num_classes: int = 3, in_channels: int = 3, encoder: str = "compact",
                  dropout: float = 0.5) -> None:
         super().__init__()
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         self.in_channels = in_channels
         self.backbone = make_encoder(encoder, in_channels)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.backbone.out_channels, num_classes))

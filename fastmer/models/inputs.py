@@ -18,6 +18,11 @@ VIEW_ORDER = ("left", "right")
 """The views of a split clip (``fastmer extract --views split``), in the order they are stacked."""
 
 
+def clip_of(uid: str) -> str:
+    """The clip a view's uid belongs to: ``"s/clip@left"`` -> ``"s/clip"``."""
+    return uid.partition("@")[0]
+
+
 def network_channels(spec: InputSpec, views: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Stored channel names the network reads, in its order.
 
@@ -89,6 +94,30 @@ class InputAdapter(nn.Module):
         return x
 
 
+def _check_representations(store: Any, spec: InputSpec) -> None:
+    missing = [name for name in spec.representations if name not in store.representations]
+    if missing:
+        raise ValueError(f"the model needs {', '.join(map(repr, missing))}, not in store {store.path} "
+                         f"(it has {', '.join(store.representations)}); extract with --representations")
+
+
+def store_layout(store: Any, spec: InputSpec, view_layout: str = "stack"
+                 ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...], str | None]:
+    """How ``store`` feeds a model reading ``spec``: stored channel names, stored shape,
+    views stacked as channels, and the view layout (None: a store of whole frames).
+
+    ``view_layout`` (``"stack"`` or ``"separate"``) applies to stores of split views only.
+    """
+    _check_representations(store, spec)
+    channels = tuple(c for name in spec.representations for c in store.representations[name]["channels"])
+    shape = tuple(store.representations[spec.representations[0]]["shape"])
+    layout = view_layout if any(v != "full" for v in store.column("view")) else None
+    views = VIEW_ORDER if layout == "stack" else ()
+    if views:
+        channels = stacked_channels(channels, views)
+    return channels, (len(channels), *shape[1:]), views, layout
+
+
 def gather_stored(store: Any, spec: InputSpec) -> tuple[torch.Tensor, tuple[str, ...]]:
     """The stored input of ``spec`` for every row of ``store``: its representations'
     tensors concatenated along channels, and their channel names.
@@ -96,10 +125,7 @@ def gather_stored(store: Any, spec: InputSpec) -> tuple[torch.Tensor, tuple[str,
     Raises:
         ValueError: a representation is missing from the store, or their maps differ in size.
     """
-    missing = [name for name in spec.representations if name not in store.representations]
-    if missing:
-        raise ValueError(f"the model needs {', '.join(map(repr, missing))}, not in store {store.path} "
-                         f"(it has {', '.join(store.representations)}); extract with --representations")
+    _check_representations(store, spec)
     shapes = {name: tuple(store.representations[name]["shape"][-2:]) for name in spec.representations}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"representations {shapes} of store {store.path} differ in size; they cannot be stacked")
@@ -118,7 +144,7 @@ def group_views(uids: list[str], views: list[str], order: tuple[str, ...] = VIEW
     """
     rows: dict[str, dict[str, int]] = {}
     for i, (uid, view) in enumerate(zip(uids, views, strict=True)):
-        rows.setdefault(uid.partition("@")[0], {})[view] = i
+        rows.setdefault(clip_of(uid), {})[view] = i
     complete = {clip: by_view for clip, by_view in rows.items() if all(v in by_view for v in order)}
     incomplete = [clip for clip in rows if clip not in complete]
     return list(complete), [[by_view[v] for v in order] for by_view in complete.values()], incomplete

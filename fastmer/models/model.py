@@ -171,23 +171,16 @@ def describe(name: str, classes: tuple[str, ...], *, options: dict[str, Any] | N
     Without ``store`` the stored input is assumed at :data:`DESCRIBE_SIZE` (the default crop
     size); with one, its own shapes (and views, stacked per ``view_layout``) are used.
     """
-    from fastmer.models.inputs import VIEW_ORDER, stacked_channels  # noqa: PLC0415
+    from fastmer.models.inputs import store_layout  # noqa: PLC0415
     from fastmer.motion.representations import REPRESENTATIONS, representation_shape  # noqa: PLC0415
 
     entry = get_entry(name)
     views: tuple[str, ...] = ()
     if store is not None:
-        missing = [r for r in entry.input.representations if r not in store.representations]
-        if missing:
-            raise ValueError(f"{name} needs {', '.join(missing)}, not in store {store.path}")
-        channels = tuple(c for r in entry.input.representations for c in store.representations[r]["channels"])
-        shape = tuple(store.representations[entry.input.representations[0]]["shape"])
-        if view_layout == "stack" and any(v != "full" for v in store.column("view")):
-            views = VIEW_ORDER
-            channels = stacked_channels(channels, views)
+        channels, shape, views, _ = store_layout(store, entry.input, view_layout)
     else:
         channels = tuple(c for r in entry.input.representations for c in REPRESENTATIONS[r])
-        shape = representation_shape(entry.input.representations[0], entry.input.size or input_size or DESCRIBE_SIZE)
+        shape = representation_shape(entry.input.representations[0], DESCRIBE_SIZE)
     model = MERModel.create(name, classes, channels, (len(channels), *shape[1:]), views=views, input_size=input_size,
                             **(options or {}))
     parameters = {child: sum(p.numel() for p in module.parameters()) for child, module in model.net.named_children()}

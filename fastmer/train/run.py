@@ -140,11 +140,6 @@ def _targets(store: FeatureStore, protocol: LabelProtocol) -> tuple[list[int], l
     return keep, targets, excluded
 
 
-def clip_of(uid: str) -> str:
-    """The clip a view's uid belongs to: ``"s/clip@left"`` -> ``"s/clip"``."""
-    return uid.partition("@")[0]
-
-
 def _stack_views(keep: list[int], targets: list[Any], excluded: list[dict[str, Any]], uids: list[str],
                  views: list[str]) -> tuple[list[list[int]], list[Any]]:
     """Rows of each clip's views (in :data:`VIEW_ORDER`) for the kept clips that have all of them."""
@@ -161,7 +156,7 @@ def _stack_views(keep: list[int], targets: list[Any], excluded: list[dict[str, A
 def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protocol: LabelProtocol,
              augment: Sequence[str], view_layout: str | None) -> _Data:
     """Map labels (listing the clips the protocol excludes) and prepare network inputs once."""
-    from fastmer.models.inputs import InputAdapter, gather_stored  # noqa: PLC0415
+    from fastmer.models.inputs import InputAdapter, clip_of, gather_stored  # noqa: PLC0415
 
     keep, targets, excluded = _targets(store, protocol)
     uids, subjects, datasets = store.column("uid"), store.column("subject"), store.column("dataset")
@@ -439,19 +434,9 @@ def _run_tasks(shared: _Shared, folds: list[Fold], jobs: int, on_done: Callable[
 def _template(store: FeatureStore, entry: ModelEntry, classes: tuple[str, ...], view_layout: str,
               input_size: int | None, options: dict[str, Any]) -> tuple[MERModel, str | None]:
     """The run's model (untrained) for this store's input, and the view layout (None: one view)."""
-    from fastmer.models.inputs import VIEW_ORDER, gather_stored, stacked_channels  # noqa: PLC0415
+    from fastmer.models.inputs import store_layout  # noqa: PLC0415
 
-    missing = [name for name in entry.input.representations if name not in store.representations]
-    if missing:
-        gather_stored(store, entry.input)  # raises the error naming what is missing
-    channels = tuple(c for name in entry.input.representations for c in store.representations[name]["channels"])
-    shape = tuple(store.representations[entry.input.representations[0]]["shape"])
-    layout = view_layout if any(v != "full" for v in store.column("view")) else None
-    views: tuple[str, ...] = ()
-    if layout == "stack":
-        views = VIEW_ORDER
-        channels = stacked_channels(channels, views)
-    shape = (len(channels), *shape[1:])
+    channels, shape, views, layout = store_layout(store, entry.input, view_layout)
     try:
         template = MERModel.create(entry.name, classes, channels, shape, views=views, input_size=input_size, **options)
     except ValueError as exc:

@@ -100,7 +100,9 @@ def test_describe_counts_parameters(name):
     channels = _stored_channels(name)
     model = MERModel.create(name, CLASSES, channels, (len(channels), 128, 128))
     assert info["parameters"] == sum(p.numel() for p in model.net.parameters()) > 1000
+    assert sum(info["parameters_by_module"].values()) == info["parameters"]
     assert set(info["options"]) == set(model_options(name))
+    assert info["input"]["network_input"] == [len(MODELS[name].input.channels), 128, 128]
 
 
 def _stored_channels(name):
@@ -200,6 +202,10 @@ def test_afn_gate_mixes_the_two_streams():
     assert scalar.gates(f_t, f_m).shape == (4, 1)
     with pytest.raises(ValueError, match="gate"):
         AFN(3, gate="magic")
+    for build_bad in (lambda: AFN(3, encoder="vgg19"), lambda: FMANet(3, encoder="vgg19"),
+                      lambda: DIANet(3, encoder="vgg19")):
+        with pytest.raises(ValueError, match=r"encoder must be one of \('compact', 'resnet18'\)"):
+            build_bad()
 
 
 def test_dianet_cross_attention_is_bidirectional():
