@@ -155,4 +155,59 @@ class ExtractConfig:
             params.pop("flow_preset")
         return params
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any], representations: tuple[str, ...] | None = None,
+                    **runtime: Any) -> ExtractConfig:
+        """The configuration that reproduces recorded :meth:`feature_params` (a store's, or
+        the ones a trained model's features were extracted with).
+
+        Args:
+            params: recorded feature parameters.
+            representations: compute only these (default: every recorded one); each
+                representation is computed the same way whatever else is computed.
+            runtime: settings that do not change the features (``device``, ``workers``,
+                ``batch_size``, ``decoder``, ``face_model``).
+
+        Raises:
+            ValueError: ``params`` cannot be reproduced by this fastmer: a representation,
+                its channels, the TV-L1 or LBP-TOP parameters differ from what this version
+                computes (named), or a setting is missing.
+        """
+        unknown = set(runtime) - {"device", "workers", "batch_size", "decoder", "face_model"}
+        if unknown:
+            raise ValueError(f"not runtime settings: {', '.join(sorted(unknown))}")
+        recorded = params.get("representations") or {}
+        wanted = tuple(representations or recorded)
+        missing = [name for name in wanted if name not in recorded]
+        if missing:
+            raise ValueError(f"representation(s) {', '.join(missing)} were not extracted (recorded: "
+                             f"{', '.join(recorded) or 'none'})")
+        fields = ("size", "dtype", "face_scale", "face_detector", "face_box", "align", "views", "apex",
+                  "apex_estimator")
+        absent = [name for name in fields if name not in params]
+        if absent:
+            raise ValueError(f"the recorded extraction parameters lack {', '.join(absent)}")
+        values = {name: params[name] for name in fields}
+        # Recorded is the detector that ran ("opencv-haar:<cascade>", "opencv-yunet:<model>").
+        kind = str(values["face_detector"]).split(":", 1)[0].removeprefix("opencv-")
+        if kind not in FACE_DETECTORS or kind == "auto":
+            raise ValueError(f"unknown face detector {values['face_detector']!r} in the recorded parameters")
+        values["face_detector"] = kind
+        if set(wanted) & FLOW_REPRESENTATIONS:
+            values["flow_backend"] = params.get("flow_backend", "fastmer")
+            if "flow_preset" in params:
+                values["flow_preset"] = params["flow_preset"]
+        config = cls(representations=wanted, **values, **runtime)
+        # This fastmer must compute what was recorded: same channels, same TV-L1 and LBP-TOP settings.
+        current = config.feature_params(params["face_detector"])
+        for name in wanted:
+            if list(recorded[name]) != current["representations"][name]:
+                raise ValueError(f"{name} was extracted with channels {list(recorded[name])}; this fastmer computes "
+                                 f"{current['representations'][name]}")
+        for key in ("tvl1", "lbptop"):
+            if key in current and params.get(key) != current[key]:
+                raise ValueError(f"the features were extracted with {key} parameters {params.get(key)}; this fastmer's "
+                                 f"are {current[key]}")
+        return config
+
 

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from fastmer import __version__
 from fastmer.config import EXECUTORS, FLOW_REPRESENTATIONS, ExtractConfig
 from fastmer.datasets.clip import Clip
 from fastmer.decode import open_clip_frames, split_views
@@ -65,7 +66,8 @@ from fastmer.motion.representations import (
 from fastmer.ops.tvl1 import TVL1Params
 from fastmer.phases import motion_curve, resolve
 from fastmer.store import schema
-from fastmer.store.writer import RepresentationSpec, StoreWriter
+from fastmer.store.reader import FeatureStore
+from fastmer.store.writer import RepresentationSpec, StoreWriter, clips_table
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -390,6 +392,33 @@ class FeatureStage:
         return n_pairs, seconds
 
 
+def representation_specs(config: ExtractConfig) -> dict[str, RepresentationSpec]:
+    """The tensor columns an extraction with ``config`` stores (its representations and the key frames)."""
+    specs = {name: RepresentationSpec(representation_shape(name, config.size), config.dtype, REPRESENTATIONS[name])
+             for name in config.representations}
+    specs[schema.KEYFRAMES] = RepresentationSpec((3, config.size, config.size), "uint8", schema.KEYFRAME_CHANNELS)
+    return specs
+
+
+def results_store(results: Sequence[tuple[int, _ClipResult]], specs: dict[str, RepresentationSpec],
+                  params: dict[str, Any], name: str) -> FeatureStore:
+    """The views of extracted clips (``(corpus index, result)`` with features) as an
+    in-memory feature store, without touching disk (scoring raw video)."""
+    rows: list[dict[str, Any]] = []
+    tensors: dict[str, list[np.ndarray]] = {column: [] for column in specs}
+    digest = schema.params_hash(params)
+    for index, result in results:
+        for (row, _), features in zip(result.views, result.features, strict=True):
+            rows.append({**row, "corpus_index": index, "fastmer_version": __version__, "params_hash": digest})
+            for column in specs:
+                tensors[column].append(features[column])
+    meta = {"format": schema.FORMAT, "format_version": schema.FORMAT_VERSION, "params": params,
+            "params_hash": digest, "complete": True,
+            "representations": {column: {"shape": list(spec.shape), "dtype": spec.dtype, "channels": list(spec.channels)}
+                                for column, spec in specs.items()}}
+    return FeatureStore.from_table(clips_table(rows, tensors, specs), meta, name)
+
+
 def _run_local(
     todo: dict[int, Clip],
     detector: FaceDetector,
@@ -468,9 +497,7 @@ def extract(
     if report is not None:
         log(f"annotations: {report.summary()}")
     decode_device = "cuda" if device.type == "cuda" else "cpu"
-    specs = {name: RepresentationSpec(representation_shape(name, config.size), config.dtype, REPRESENTATIONS[name])
-             for name in config.representations}
-    specs[schema.KEYFRAMES] = RepresentationSpec((3, config.size, config.size), "uint8", schema.KEYFRAME_CHANNELS)
+    specs = representation_specs(config)
     writer = StoreWriter(out, specs, config.feature_params(detector.name), overwrite=overwrite,
                          shard_size=config.shard_size,
                          runtime={"device": str(device), "workers": workers, "decoder": config.decoder,

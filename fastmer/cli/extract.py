@@ -108,7 +108,7 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
 
     if dataset == "manifest" and Path(root).is_dir():
         raise click.BadParameter(f"{root} is a folder; with --dataset manifest ROOT is the manifest file", param_hint="ROOT")
-    if dataset != "manifest" and not Path(root).is_dir():
+    if dataset not in ("manifest", "videos") and not Path(root).is_dir():
         raise click.BadParameter(f"{root} is a file; --dataset {dataset} reads a corpus folder", param_hint="ROOT")
     names = tuple(name.strip() for name in representations.split(",") if name.strip())
     unknown = [name for name in names if name not in REPRESENTATION_NAMES]

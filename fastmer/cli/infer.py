@@ -5,41 +5,79 @@ from __future__ import annotations
 import click
 
 from fastmer.cli import CONTEXT
+from fastmer.config import DECODERS
+from fastmer.datasets import DATASETS
 
 DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
 
 
 @click.command("infer", context_settings=CONTEXT)
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("source", metavar="INPUT", type=click.Path(exists=True))
 @click.option("--engine", "-e", type=click.Path(exists=True), required=True,
               help="A `fastmer export` .onnx file (ONNX Runtime: CUDA when available, else CPU) or a training run "
                    "directory (PyTorch).")
 @click.option("--out", "-o", "out", type=click.Path(dir_okay=False), required=True, help="Predictions (Parquet).")
+@click.option("--dataset", "-d", type=click.Choice(list(DATASETS)), default=None,
+              help="INPUT is a corpus in this layout, extracted on the fly [default: a feature store if INPUT is "
+                   "one, else videos: a video, a folder of videos or a .txt list of them].")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Samples per engine call.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-              help="Device of a run directory's PyTorch engine.")
+              help="Device of a run directory's PyTorch engine and of on-the-fly extraction.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the PyTorch engine (run directories).")
-def command(store, engine, out, batch_size, device, compile_):
-    """Score every clip of STORE with ENGINE; write one prediction row per clip.
+@click.option("--protocol", default=None, help="Label protocol applied when loading a corpus (--dataset).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Clips decoded in parallel by on-the-fly extraction [default: CPU count].")
+@click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
+              help="Frame decoder of on-the-fly extraction.")
+@click.option("--face-model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YuNet ONNX model, when the engine's features used YuNet [default: the cached one].")
+@click.option("--progress/--no-progress", default=True, help="Progress bar of on-the-fly extraction on stderr.")
+def command(source, engine, out, dataset, batch_size, device, compile_, protocol, workers, decoder, face_model,
+            progress):
+    """Score INPUT with ENGINE; write one prediction row per clip.
+
+    INPUT is a feature store (`fastmer extract`), or raw data extracted on the fly with
+    the settings of the engine's training store (crop size, face detector, apex policy,
+    TV-L1 preset, precision; recorded at training time) for the representations it reads,
+    features going straight to the engine without touching disk: a corpus (--dataset
+    casme2, samm, manifest...), or videos (a video file, a folder searched for videos,
+    or a .txt list), each video one clip from its first to last frame with its apex spotted.
 
     Multi-label models predict the classes whose probability reaches the model's
-    per-class thresholds. On a store of split views (4DME), a model trained on views one at
-    a time scores a clip by the max of its views' probabilities; a model trained with views
-    stacked takes each clip's views together. A batch the engine fails on is reported in
-    the rows' error column and the others are scored (exit status 3).
+    per-class thresholds. On split views (4DME), a model trained on views one at a time
+    scores a clip by the max of its views' probabilities; a model trained with views
+    stacked takes each clip's views together. A clip that cannot be extracted or scored
+    is a row with its error and the others are scored (exit status 3).
     """
+    import sys  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    from fastmer.engine.score import open_engine, score_store  # noqa: PLC0415
+    from fastmer.engine.score import open_engine, score_clips, score_store  # noqa: PLC0415
+    from fastmer.store.schema import META_FILE  # noqa: PLC0415
 
     if compile_ and not Path(engine).is_dir():
         raise click.BadParameter("--compile applies to a run directory (PyTorch engine)", param_hint="--compile")
+    is_store = Path(source).is_dir() and (Path(source) / META_FILE).is_file()
+    if is_store and dataset is not None:
+        raise click.BadParameter(f"{source} is a feature store; --dataset applies to raw data", param_hint="--dataset")
+    if protocol is not None and dataset is None:
+        raise click.BadParameter("--protocol applies with --dataset", param_hint="--protocol")
     try:
-        summary = score_store(open_engine(engine, device=device, compile=compile_), store, out, batch_size=batch_size)
+        scorer = open_engine(engine, device=device, compile=compile_)
+        if is_store:
+            summary = score_store(scorer, source, out, batch_size=batch_size)
+        else:
+            from fastmer.datasets import load  # noqa: PLC0415
+
+            clips = load(dataset or "videos", source, protocol)
+            summary = score_clips(scorer, clips, out, batch_size=batch_size, device=device, workers=workers,
+                                  decoder=decoder, face_model=face_model, progress=progress,
+                                  log=lambda line: click.echo(line, err=True))
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"scored {summary.n_scored} clips in {summary.seconds:.3f} s ({summary.clips_per_s:.0f} clips/s, "
-               f"{', '.join(summary.providers)}) -> {out}")
+    click.echo(f"scored {summary.n_scored} clips in {summary.seconds:.3f} s of engine time "
+               f"({summary.clips_per_s:.0f} clips/s, {', '.join(summary.providers)}) -> {out}")
     if summary.n_failed:
-        click.echo(f"{summary.n_failed} clips failed: {'; '.join(summary.errors)}", err=True)
-        raise SystemExit(3)
+        click.echo(f"{summary.n_failed} clips failed: {'; '.join(summary.errors[:5])}"
+                   + (f" (and {len(summary.errors) - 5} more)" if len(summary.errors) > 5 else ""), err=True)
+        sys.exit(3)

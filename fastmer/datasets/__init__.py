@@ -16,6 +16,7 @@ casme3      CAS(ME)³ Part A                                    30  ``spNO.n/<le
 4dme        4DME (multi-label; two views per frame)            60  ``<sub_ID>/<fold_name>``
 megc2019    MEGC 2019 composite: SMIC-HS + CASME II + SAMM      -  ``{smic,casme2,samm}/``
 manifest    any corpus listed in a CSV / Parquet table          -  the manifest file
+videos      unannotated videos, one clip each (scoring)         -  a video, folder or list
 ==========  ================================================  ===  ==========================
 
 A module may name a ``DEFAULT_PROTOCOL`` (``megc2019``: ``megc2019-3class``), applied when
@@ -42,6 +43,7 @@ DATASETS = {
     "4dme": "fastmer.datasets.fourdme",
     "megc2019": "fastmer.datasets.megc2019",
     "manifest": "fastmer.datasets.manifest",
+    "videos": "fastmer.datasets.videos",
 }
 
 

@@ -90,6 +90,9 @@ class Clip:
         Raises:
             ClipError: stage ``annotation``, with the offending values.
         """
+        if self.onset is None and "video_unreadable" in self.notes:
+            raise ClipError("decode", f"{self.uid}: {self.source} is not a readable video (its frames could not be "
+                                      "counted)")
         if self.onset is None or self.offset is None:
             raise ClipError("annotation", f"{self.uid}: onset/offset not annotated (onset={self.onset}, offset={self.offset})")
         if not self.onset < self.offset:

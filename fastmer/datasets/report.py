@@ -25,6 +25,7 @@ class Defect(str, Enum):
     FRAMES_MISSING = "frames_missing"  # frames between onset and offset absent on disk
     FOLDER_MISSING = "folder_missing"  # the clip's frame folder or video is absent
     SUBJECT_ID_TEXT = "subject_id_text"  # a subject id written as text ('01'), normalised
+    VIDEO_UNREADABLE = "video_unreadable"  # an unannotated video whose frames could not be counted
 
 
 @dataclass

@@ -96,6 +96,22 @@ def model_to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, probe: Any = None, 
 SIDECAR_FORMAT = "fastmer-engine"
 
 
+def extraction_params(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The extraction parameters a model's features were computed with: recorded in its
+    config at training time, else read from the training store if it is still there."""
+    from fastmer.store import open as open_store  # noqa: PLC0415
+
+    trained_on = config.get("trained_on") or {}
+    if trained_on.get("params"):
+        return trained_on["params"]
+    store = trained_on.get("store")
+    if store and (Path(store) / "store.json").is_file():
+        meta = open_store(store).meta
+        if meta.get("params_hash") == trained_on.get("params_hash"):
+            return meta.get("params")
+    return None
+
+
 def sidecar_path(engine: str | Path) -> Path:
     """The JSON written beside an engine file: ``model.onnx`` -> ``model.onnx.json``."""
     engine = Path(engine)
@@ -144,7 +160,6 @@ def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET,
     import hashlib  # noqa: PLC0415
 
     from fastmer import __version__  # noqa: PLC0415
-    from fastmer.store import open as open_store  # noqa: PLC0415
     from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
     model = load_run_model(run)
@@ -156,9 +171,7 @@ def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET,
     blob = proto.SerializeToString()
     config = model.config
     trained_on = config.get("trained_on") or {}
-    params = None
-    if trained_on.get("store") and (Path(trained_on["store"]) / "store.json").is_file():
-        params = open_store(trained_on["store"]).meta.get("params")
+    params = extraction_params(config)
     sidecar = {
         "format": SIDECAR_FORMAT,
         "fastmer_version": __version__,
@@ -213,6 +226,8 @@ class OnnxEngine:
         if METADATA_KEY not in meta:
             raise ValueError(f"{self.path} has no fastmer metadata; export it with `fastmer export`")
         self.config: dict[str, Any] = json.loads(meta[METADATA_KEY])
+        side = sidecar_path(self.path)
+        self.sidecar: dict[str, Any] = json.loads(side.read_text()) if _model is None and side.is_file() else {}
         self.classes = tuple(self.config["classes"])
         self.providers = self.session.get_providers()
 

@@ -10,6 +10,8 @@ fails: its rows carry the error.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,32 +93,38 @@ def _probabilities(logits: np.ndarray, multilabel: bool) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_size: int = 256) -> ScoreSummary:
-    """Score every sample of a feature store; write one row per clip as Parquet (atomically).
+def _unit_row(rows: list[int], names: list[str], uid: str, columns: dict[str, list[Any]]) -> dict[str, Any]:
+    first = rows[0]
+    return {"uid": uid, **{name: columns[name][first] for name in ("dataset", "subject", "clip_id", "labels")},
+            "views": names, "predicted": None, "probabilities": None, "error": None,
+            "corpus_index": columns["corpus_index"][first]}
+
+
+def score_samples(engine: Any, store: Any, *, batch_size: int = 256) -> tuple[list[dict[str, Any]], float]:
+    """Prediction rows for every clip of an opened store (on disk, one shard, or features
+    computed on the fly), and the engine's busy seconds.
 
     Rows: uid (the clip's, when views are merged or stacked), dataset, subject, clip_id,
     annotated labels, ``views`` (the store rows scored), predicted class (multi-label: the
-    classes whose probability reaches the model's threshold), probabilities, and
-    ``error`` (None, or why the clip could not be scored). A model that scores views one at
-    a time on a store of split views gives each clip the max of its views' probabilities
-    (the 4DME practice); a model with views stacked takes each clip's views together.
+    classes whose probability reaches the model's threshold), probabilities, ``error``
+    (None, or why the clip could not be scored) and ``corpus_index``. A model that scores
+    views one at a time on split views gives each clip the max of its views'
+    probabilities (the 4DME practice); a model with views stacked takes each clip's views
+    together, and a clip lacking one of them is an error row.
 
     Raises:
         ValueError: the store does not hold the input the engine expects (named).
     """
-    import pyarrow as pa  # noqa: PLC0415
-
-    from fastmer.models.inputs import clip_of, model_input  # noqa: PLC0415
-    from fastmer.store import open as open_store  # noqa: PLC0415
-    from fastmer.store.writer import atomic_write_table  # noqa: PLC0415
+    from fastmer.models.inputs import clip_of, group_views, model_input  # noqa: PLC0415
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    store = open_store(store_path)
     config = engine.config
     classes = list(config["classes"])
     thresholds = config.get("thresholds")
     multilabel = thresholds is not None
+    if len(store) == 0:
+        return [], 0.0
     inputs, names, rows = model_input(store, config)  # raises, naming the mismatch
     features = inputs.float().numpy()
     probs = np.full((len(features), len(classes)), np.nan, np.float32)
@@ -129,8 +137,9 @@ def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_s
             errors[i : i + batch_size] = [f"{type(exc).__name__}: {exc}"] * len(features[i : i + batch_size])
     seconds = time.perf_counter() - start
 
-    # Views scored one at a time: one row per clip, the max over its views.
     uids, views = store.column("uid"), store.column("view")
+    columns = {name: store.column(name) for name in ("dataset", "subject", "clip_id", "labels", "corpus_index")}
+    # Views scored one at a time: one row per clip, the max over its views.
     if not config.get("views") and any(v != "full" for v in views):
         grouped: dict[str, list[int]] = {}
         for j, name in enumerate(names):
@@ -138,34 +147,174 @@ def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_s
         units = list(grouped.items())
     else:
         units = [(name, [j]) for j, name in enumerate(names)]
-    column = {name: store.column(name) for name in ("dataset", "subject", "clip_id", "labels")}
-    table: dict[str, list[Any]] = {k: [] for k in ("uid", "dataset", "subject", "clip_id", "labels", "views",
-                                                   "predicted", "probabilities", "error")}
+    out: list[dict[str, Any]] = []
     for uid, samples in units:
-        first_row = rows[samples[0]][0]
+        row = _unit_row([r for j in samples for r in rows[j]], [uids[r] for j in samples for r in rows[j]], uid,
+                        columns)
         failed = [errors[j] for j in samples if errors[j] is not None]
-        p = probs[samples].max(axis=0) if not failed else None
-        if p is None:
-            predicted = None
-        elif multilabel:
-            predicted = [c for c, v, t in zip(classes, p, thresholds, strict=True) if v >= t]
+        if failed:
+            row["error"] = failed[0]
         else:
-            predicted = classes[int(p.argmax())]
-        table["uid"].append(uid)
-        for name in ("dataset", "subject", "clip_id", "labels"):
-            table[name].append(column[name][first_row])
-        table["views"].append([uids[r] for j in samples for r in rows[j]])
-        table["predicted"].append(predicted)
-        table["probabilities"].append(None if p is None else p.astype(np.float32).tolist())
-        table["error"].append(failed[0] if failed else None)
+            p = probs[samples].max(axis=0)
+            row["probabilities"] = p.astype(np.float32).tolist()
+            row["predicted"] = ([c for c, v, t in zip(classes, p, thresholds, strict=True) if v >= t] if multilabel
+                                else classes[int(p.argmax())])
+        out.append(row)
+    if config.get("views"):  # stacked views: a clip lacking one cannot be scored
+        needed = tuple(config["views"])
+        _, _, incomplete = group_views(uids, views, needed)
+        for clip in incomplete:
+            mine = [r for r, uid in enumerate(uids) if clip_of(uid) == clip]
+            row = _unit_row(mine, [uids[r] for r in mine], clip, columns)
+            have = sorted({views[r] for r in mine})
+            row["error"] = f"{clip}: the model takes views {', '.join(needed)}; the clip has {', '.join(have)}"
+            out.append(row)
+    return out, seconds
+
+
+def error_row(row: dict[str, Any], stage: str, error: str, corpus_index: int) -> dict[str, Any]:
+    """The prediction row of a clip that could not be extracted."""
+    uid = row["uid"].split("@", 1)[0]
+    return {"uid": uid, "dataset": row.get("dataset"), "subject": row.get("subject"), "clip_id": row.get("clip_id"),
+            "labels": list(row.get("labels") or []), "views": [], "predicted": None, "probabilities": None,
+            "error": f"extract [{stage}]: {error}", "corpus_index": corpus_index}
+
+
+def write_predictions(rows: list[dict[str, Any]], out: str | Path, config: dict[str, Any]) -> None:
+    """One Parquet file of prediction rows, in corpus order, written atomically."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    from fastmer.store.writer import atomic_write_table  # noqa: PLC0415
+
+    classes = list(config["classes"])
+    multilabel = config.get("thresholds") is not None
+    rows = sorted(rows, key=lambda r: r["corpus_index"])  # stable: a clip's views stay in order
+    columns = ("uid", "dataset", "subject", "clip_id", "labels", "views", "probabilities", "error")
+    types = {"uid": pa.string(), "dataset": pa.string(), "subject": pa.string(), "clip_id": pa.string(),
+             "labels": pa.list_(pa.string()), "views": pa.list_(pa.string()), "probabilities": pa.list_(pa.float32()),
+             "error": pa.string()}
+    table = pa.table({name: pa.array([r[name] for r in rows], type=types[name]) for name in columns})
     predicted_type = pa.list_(pa.string()) if multilabel else pa.string()
+    table = table.append_column("predicted", pa.array([r["predicted"] for r in rows], type=predicted_type))
+    table = table.replace_schema_metadata({"fastmer_classes": ",".join(classes),
+                                           "fastmer_multilabel": str(multilabel).lower()})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    arrow = pa.table({**{k: v for k, v in table.items() if k != "predicted"},
-                      "predicted": pa.array(table["predicted"], type=predicted_type)})
-    arrow = arrow.replace_schema_metadata({"fastmer_classes": ",".join(classes),
-                                           "fastmer_multilabel": str(multilabel).lower()})
-    atomic_write_table(arrow, out)
-    n_failed = sum(e is not None for e in table["error"])
-    return ScoreSummary(len(units) - n_failed, n_failed, seconds, list(engine.providers),
-                        sorted({e for e in table["error"] if e}))
+    atomic_write_table(table, out)
+
+
+def _summary(rows: list[dict[str, Any]], seconds: float, engine: Any) -> ScoreSummary:
+    failed = [r["error"] for r in rows if r["error"] is not None]
+    return ScoreSummary(len(rows) - len(failed), len(failed), seconds, list(engine.providers), sorted(set(failed)))
+
+
+def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_size: int = 256) -> ScoreSummary:
+    """Score every clip of a feature store (:func:`score_samples`); write the rows as Parquet
+    (atomically), in corpus order.
+
+    Raises:
+        ValueError: the store does not hold the input the engine expects (named).
+    """
+    from fastmer.store import open as open_store  # noqa: PLC0415
+
+    rows, seconds = score_samples(engine, open_store(store_path), batch_size=batch_size)
+    write_predictions(rows, out, engine.config)
+    return _summary(rows, seconds, engine)
+
+
+def extraction_config(engine: Any, **runtime: Any) -> tuple[Any, dict[str, Any]]:
+    """The extraction settings that reproduce the features ``engine`` was trained on, for
+    the representations it reads, and the recorded parameters.
+
+    Raises:
+        ValueError: the engine does not record them (a run trained before fastmer recorded
+            them, whose training store is gone), or this fastmer cannot reproduce them.
+    """
+    from fastmer.config import ExtractConfig  # noqa: PLC0415
+    from fastmer.engine.onnx import extraction_params  # noqa: PLC0415
+    from fastmer.models.inputs import InputSpec  # noqa: PLC0415
+
+    params = extraction_params(engine.config) or getattr(engine, "sidecar", {}).get("extraction", {}).get("params")
+    if not params:
+        raise ValueError(f"engine {engine.path} does not record the extraction parameters of its features (and its "
+                         "training store is gone): extract a feature store with the training store's settings and "
+                         "score that")
+    spec = InputSpec.from_json(engine.config["input"])
+    try:
+        return ExtractConfig.from_params(params, spec.representations, **runtime), params
+    except ValueError as exc:
+        raise ValueError(f"engine {engine.path}: {exc}") from exc
+
+
+def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 256, device: str = "auto",
+                workers: int | None = None, decoder: str = "auto", face_model: str | None = None,
+                extract_batch_size: int | None = None, progress: bool = False,
+                log: Any = None) -> ScoreSummary:
+    """Score clips straight from their frames: extraction runs on the fly, exactly as the
+    engine's training store was extracted (same crop size, face detector, apex policy,
+    TV-L1 preset, stored precision), for the representations the engine reads, and its
+    features go to the engine without touching disk.
+
+    A clip that cannot be extracted (unreadable video, no face...) is a row with the error;
+    the others are scored. Memory stays bounded: one extraction batch at a time.
+
+    Args:
+        clips: :class:`~fastmer.datasets.clip.Clip` list (``fastmer.datasets.load``,
+            e.g. ``load("videos", folder)``).
+        batch_size: samples per engine call.
+        device, workers, decoder, face_model: extraction runtime (see ``fastmer extract``).
+        extract_batch_size: clips per flow batch (default: the extraction default).
+        log: receives the run's choices (face detector, decoder); default: nothing.
+
+    Raises:
+        ValueError: the engine lacks its extraction parameters, or they cannot be
+            reproduced (e.g. its YuNet detector without a model file).
+    """
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from fastmer.extract import FeatureStage, _run_local, representation_specs, resolve_device, results_store  # noqa: PLC0415
+    from fastmer.face import make_detector  # noqa: PLC0415
+
+    log = log or (lambda line: None)
+    runtime: dict[str, Any] = {"device": device, "workers": workers, "decoder": decoder, "face_model": face_model}
+    if extract_batch_size is not None:
+        runtime["batch_size"] = extract_batch_size
+    config, params = extraction_config(engine, **runtime)
+    detector, why = make_detector(config.face_detector, config.face_model)
+    if detector.name != params["face_detector"]:
+        raise ValueError(f"engine {engine.path}: its features were extracted with face detector "
+                         f"{params['face_detector']}, this run would use {detector.name} (pass --face-model)")
+    log(f"extracting on the fly as the engine's training store: {', '.join(config.representations)} at "
+        f"{config.size}x{config.size}, {detector.name} face boxes ({why})")
+    n_workers = config.workers or os.cpu_count() or 1
+    torch_device = resolve_device(config.device)
+    stage = FeatureStage(config, torch_device, n_workers)
+    specs = representation_specs(config)
+    todo = dict(enumerate(clips))
+    rows: list[dict[str, Any]] = []
+    seconds = 0.0
+    pending: list[tuple[int, Any]] = []
+
+    def score_pending() -> None:
+        nonlocal seconds
+        good = [(i, r) for i, r in pending if r.views]
+        for i, r in pending:
+            if not r.views:
+                rows.append(error_row(r.row, r.stage, r.error, i))
+        if good:
+            store = results_store(good, specs, params, f"<{len(good)} clips extracted on the fly>")
+            scored, busy = score_samples(engine, store, batch_size=batch_size)
+            rows.extend(scored)
+            seconds += busy
+        pending.clear()
+
+    decode_device = "cuda" if torch_device.type == "cuda" else "cpu"
+    with tqdm(total=len(todo), unit="clip", disable=not progress, desc="infer", file=sys.stderr) as bar:
+        for index, result in _run_local(todo, detector, config, stage, n_workers, decode_device, lambda *_: None):
+            pending.append((index, result))
+            bar.update()
+            if sum(len(r.views) for _, r in pending) >= config.batch_size:
+                score_pending()
+        score_pending()
+    write_predictions(rows, out, engine.config)
+    return _summary(rows, seconds, engine)

@@ -42,6 +42,15 @@ class FeatureStore:
         self.table = self._read(schema.CLIPS_DIR, self._empty_clips_schema())
         self.errors = self._read(schema.ERRORS_DIR, schema.ERROR_COLUMNS)
 
+    @classmethod
+    def from_table(cls, table: pa.Table, meta: dict[str, Any], path: str | Path) -> FeatureStore:
+        """A store held in memory: clip rows (one shard's, or features computed on the fly)
+        with the ``store.json`` contents that describe them; ``path`` names it in messages."""
+        store = cls.__new__(cls)
+        store.path, store.meta, store.table = Path(path), meta, table
+        store.errors = schema.ERROR_COLUMNS.empty_table()
+        return store
+
     def _empty_clips_schema(self) -> pa.Schema:
         fields = list(schema.CLIP_COLUMNS)
         for name, spec in self.representations.items():

@@ -114,6 +114,18 @@ def _shards(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("part-*.parquet") if p.stem.split("-", 1)[1].isdigit())
 
 
+def clips_table(rows: list[dict[str, Any]], tensors: dict[str, list[np.ndarray]],
+                representations: dict[str, RepresentationSpec]) -> pa.Table:
+    """Clip rows (the store's metadata columns) and their tensors as one Arrow table: a shard."""
+    columns = {name: [r.get(name) for r in rows] for name in schema.CLIP_COLUMNS.names}
+    table = pa.Table.from_pydict(columns, schema=schema.CLIP_COLUMNS)
+    for name, spec in representations.items():
+        field = schema.tensor_field(name, spec.shape, spec.dtype, spec.channels)
+        stacked = np.stack(tensors[name]) if tensors[name] else np.empty((0, *spec.shape), spec.dtype)
+        table = table.append_column(field, pa.FixedShapeTensorArray.from_numpy_ndarray(stacked))
+    return table
+
+
 class StoreWriter:
     """Append clips (metadata + tensors) and error rows; flush them as atomic shards.
 
@@ -363,12 +375,7 @@ class StoreWriter:
             self._write_meta(complete=False)
         self._drop_stale_errors()  # before any new shard: a retried clip is never in both tables
         if self._rows:
-            columns = {name: [r.get(name) for r in self._rows] for name in schema.CLIP_COLUMNS.names}
-            table = pa.Table.from_pydict(columns, schema=schema.CLIP_COLUMNS)
-            for name, spec in self.representations.items():
-                field = schema.tensor_field(name, spec.shape, spec.dtype, spec.channels)
-                tensor = pa.FixedShapeTensorArray.from_numpy_ndarray(np.stack(self._tensors[name]))
-                table = table.append_column(field, tensor)
+            table = clips_table(self._rows, self._tensors, self.representations)
             atomic_write_table(table, self.path / schema.CLIPS_DIR / f"part-{self._shard:05d}.parquet")
             self._shard += 1
             self.n_clips += len(self._rows)

@@ -578,7 +578,9 @@ def train(
 
     provenance = {"fastmer_version": __version__, "labels": labels,
                   "recipe": asdict(recipe) if recipe is not None else None,
-                  "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"]}}
+                  "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"],
+                                 # what scoring raw video must reproduce (fastmer infer VIDEO)
+                                 "params": store.meta.get("params")}}
     (out / FOLDS_DIR).mkdir(exist_ok=True)
     shared = _Shared(data, template.config, entry.fitter, recipe, multilabel, augment, seed, out, provenance,
                      threads, amp, channels, template.adapter.spec.normalization == "minmax", initial)

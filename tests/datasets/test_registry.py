@@ -8,7 +8,7 @@ from fastmer.datasets import DATASETS, load
 
 
 def test_names_in_order():
-    assert list(DATASETS) == ["casme2", "samm", "smic", "mmew", "casme3", "4dme", "megc2019", "manifest"]
+    assert list(DATASETS) == ["casme2", "samm", "smic", "mmew", "casme3", "4dme", "megc2019", "manifest", "videos"]
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
@@ -23,7 +23,7 @@ def test_default_protocol_only_for_the_composite():
     defaults = {name: getattr(importlib.import_module(module), "DEFAULT_PROTOCOL", None)
                 for name, module in DATASETS.items()}
     assert defaults == {"casme2": None, "samm": None, "smic": None, "mmew": None, "casme3": None, "4dme": None,
-                        "megc2019": "megc2019-3class", "manifest": None}
+                        "megc2019": "megc2019-3class", "manifest": None, "videos": None}
 
 
 def test_unknown_names(tmp_path):
