@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from fastmer.cli import CONTEXT
-from fastmer.config import DECODERS
+from fastmer.config import DECODERS, EXECUTORS
 from fastmer.datasets import DATASETS
 
 DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
@@ -31,9 +31,16 @@ DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
               help="Frame decoder of on-the-fly extraction.")
 @click.option("--face-model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YuNet ONNX model, when the engine's features used YuNet [default: the cached one].")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="ray: score across a Ray cluster, one engine per actor (per GPU); a store's shards, or clips "
+                   "extracted on the cluster's actor pools (needs fastmer[ray]).")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (auto, or ray://HOST:10001) [default: start a local Ray instance].")
+@click.option("--ray-engines", type=click.IntRange(1), default=None,
+              help="Scoring actors, one engine each [default: one per GPU of the cluster, else 1].")
 @click.option("--progress/--no-progress", default=True, help="Progress bar of on-the-fly extraction on stderr.")
 def command(source, engine, out, dataset, batch_size, device, compile_, protocol, workers, decoder, face_model,
-            progress):
+            executor, ray_address, ray_engines, progress):
     """Score INPUT with ENGINE; write one prediction row per clip.
 
     INPUT is a feature store (`fastmer extract`), or raw data extracted on the fly with
@@ -62,18 +69,26 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
         raise click.BadParameter(f"{source} is a feature store; --dataset applies to raw data", param_hint="--dataset")
     if protocol is not None and dataset is None:
         raise click.BadParameter("--protocol applies with --dataset", param_hint="--protocol")
+    given = [flag for flag, value in (("--ray-address", ray_address), ("--ray-engines", ray_engines)) if value is not None]
+    if given and executor != "ray":
+        raise click.BadParameter(f"{', '.join(given)} only apply with --executor ray", param_hint="--executor")
+    if compile_ and executor == "ray":
+        raise click.BadParameter("--compile is not available with --executor ray", param_hint="--compile")
+    ray_options = {"address": ray_address, "engines": ray_engines} if executor == "ray" else None
     try:
         scorer = open_engine(engine, device=device, compile=compile_)
         if is_store:
-            summary = score_store(scorer, source, out, batch_size=batch_size)
+            summary = score_store(scorer, source, out, batch_size=batch_size, executor=executor,
+                                  ray_options=None if ray_options is None else {**ray_options, "device": device})
         else:
             from fastmer.datasets import load  # noqa: PLC0415
 
             clips = load(dataset or "videos", source, protocol)
             summary = score_clips(scorer, clips, out, batch_size=batch_size, device=device, workers=workers,
                                   decoder=decoder, face_model=face_model, progress=progress,
-                                  log=lambda line: click.echo(line, err=True))
-    except (FileNotFoundError, ValueError) as exc:
+                                  log=lambda line: click.echo(line, err=True), executor=executor,
+                                  ray_options=ray_options)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"scored {summary.n_scored} clips in {summary.seconds:.3f} s of engine time "
                f"({summary.clips_per_s:.0f} clips/s, {', '.join(summary.providers)}) -> {out}")

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from fastmer.config import EXECUTORS
+
 ENGINE_KINDS = ("run", "onnx")
 
 
@@ -208,16 +210,43 @@ def _summary(rows: list[dict[str, Any]], seconds: float, engine: Any) -> ScoreSu
     return ScoreSummary(len(rows) - len(failed), len(failed), seconds, list(engine.providers), sorted(set(failed)))
 
 
-def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_size: int = 256) -> ScoreSummary:
+def _check_executor(executor: str, engine: Any) -> None:
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "ray" and getattr(engine, "path", None) is None:
+        raise ValueError("--executor ray opens the engine on every worker: give it as a file or run directory")
+
+
+def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_size: int = 256,
+                executor: str = "local", ray_options: dict[str, Any] | None = None) -> ScoreSummary:
     """Score every clip of a feature store (:func:`score_samples`); write the rows as Parquet
     (atomically), in corpus order.
+
+    Args:
+        executor: ``"local"``, or ``"ray"``: the store's shards scored by a pool of Ray
+            actors holding one engine each (one per GPU of the cluster), see
+            :func:`fastmer.executors.ray.score` (``ray_options``: ``address``,
+            ``engines``, ``gpus_per_engine``, ``device``). The store must be readable by
+            every node.
 
     Raises:
         ValueError: the store does not hold the input the engine expects (named).
     """
+    from fastmer.models.inputs import model_input  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
+    from fastmer.store.reader import FeatureStore  # noqa: PLC0415
 
-    rows, seconds = score_samples(engine, open_store(store_path), batch_size=batch_size)
+    _check_executor(executor, engine)
+    store = open_store(store_path)
+    if executor == "ray":
+        from fastmer.executors.ray import score as score_ray  # noqa: PLC0415
+
+        if len(store):  # a mismatching store is named here, not in every worker
+            model_input(FeatureStore.from_table(store.table.slice(0, 1), store.meta, store.path), engine.config)
+        rows: list[dict[str, Any]] = []
+        seconds = score_ray(str(engine.path), rows.append, store=store, batch_size=batch_size, **(ray_options or {}))
+    else:
+        rows, seconds = score_samples(engine, store, batch_size=batch_size)
     write_predictions(rows, out, engine.config)
     return _summary(rows, seconds, engine)
 
@@ -249,7 +278,7 @@ def extraction_config(engine: Any, **runtime: Any) -> tuple[Any, dict[str, Any]]
 def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 256, device: str = "auto",
                 workers: int | None = None, decoder: str = "auto", face_model: str | None = None,
                 extract_batch_size: int | None = None, progress: bool = False,
-                log: Any = None) -> ScoreSummary:
+                log: Any = None, executor: str = "local", ray_options: dict[str, Any] | None = None) -> ScoreSummary:
     """Score clips straight from their frames: extraction runs on the fly, exactly as the
     engine's training store was extracted (same crop size, face detector, apex policy,
     TV-L1 preset, stored precision), for the representations the engine reads, and its
@@ -265,6 +294,10 @@ def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 2
         device, workers, decoder, face_model: extraction runtime (see ``fastmer extract``).
         extract_batch_size: clips per flow batch (default: the extraction default).
         log: receives the run's choices (face detector, decoder); default: nothing.
+        executor: ``"local"``, or ``"ray"``: extraction on the Ray actor pools of
+            ``fastmer extract --executor ray``, then a pool of scoring actors with one engine
+            each (:func:`fastmer.executors.ray.score`; ``ray_options``: ``address``,
+            ``engines``, ``gpus_per_engine``, ``decode_actors``, ``feature_actors``).
 
     Raises:
         ValueError: the engine lacks its extraction parameters, or they cannot be
@@ -275,6 +308,7 @@ def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 2
     from fastmer.extract import FeatureStage, _run_local, representation_specs, resolve_device, results_store  # noqa: PLC0415
     from fastmer.face import make_detector  # noqa: PLC0415
 
+    _check_executor(executor, engine)
     log = log or (lambda line: None)
     runtime: dict[str, Any] = {"device": device, "workers": workers, "decoder": decoder, "face_model": face_model}
     if extract_batch_size is not None:
@@ -287,11 +321,19 @@ def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 2
     log(f"extracting on the fly as the engine's training store: {', '.join(config.representations)} at "
         f"{config.size}x{config.size}, {detector.name} face boxes ({why})")
     n_workers = config.workers or os.cpu_count() or 1
+    if executor == "ray":
+        from fastmer.executors.ray import score as score_ray  # noqa: PLC0415
+
+        rows: list[dict[str, Any]] = []
+        seconds = score_ray(str(engine.path), rows.append, todo=dict(enumerate(clips)), config=config, params=params,
+                            device=device, batch_size=batch_size, workers=n_workers, **(ray_options or {}))
+        write_predictions(rows, out, engine.config)
+        return _summary(rows, seconds, engine)
     torch_device = resolve_device(config.device)
     stage = FeatureStage(config, torch_device, n_workers)
     specs = representation_specs(config)
     todo = dict(enumerate(clips))
-    rows: list[dict[str, Any]] = []
+    rows = []
     seconds = 0.0
     pending: list[tuple[int, Any]] = []
 

@@ -98,6 +98,71 @@ def _objects(items: list[Any]) -> np.ndarray:
     return array
 
 
+def _start(address: str | None) -> Any:
+    """Ray, initialised (a local instance, or the cluster at ``address``), quiet."""
+    ray = _import_ray()
+    # Ray Data's own INFO lines and bars would interleave with fastmer's progress bar.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False,
+                 configure_logging=False)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # corpus order, as the local executor writes it
+    context.enable_progress_bars = False  # fastmer's own bar counts clips
+    return ray
+
+
+def _extraction(
+    ray: Any,
+    todo: dict[int, Clip],
+    config: ExtractConfig,
+    workers: int,
+    decode_actors: int | None,
+    feature_actors: int | None,
+    gpus_per_actor: float | None,
+    reserved_cpus: int = 0,
+) -> Any:
+    """The Ray dataset of stages 1 and 2 (see :func:`run`); ``reserved_cpus``: held by a
+    later stage's actors, so the CPU actors here must leave them free."""
+    for name, value in (("decode_actors", decode_actors), ("feature_actors", feature_actors)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if gpus_per_actor is not None and gpus_per_actor < 0:
+        raise ValueError(f"gpus_per_actor must be >= 0, got {gpus_per_actor}")
+    resources = ray.cluster_resources()
+    cluster_gpus = int(resources.get("GPU", 0))
+    if gpus_per_actor is None:
+        # The cluster's GPUs count, not the driver's: a head node without one still uses them.
+        gpus_per_actor = 1.0 if cluster_gpus and config.device != "cpu" else 0.0
+    feature_actors = feature_actors or (max(1, int(cluster_gpus / gpus_per_actor)) if gpus_per_actor else 1)
+    cpus = int(resources.get("CPU", 1))
+    # Actors hold their CPUs for their lifetime; with a third stage (scoring) a pipeline
+    # whose actors take every CPU starves Ray Data's read tasks and waits forever, so one
+    # CPU stays free and what cannot fit is refused.
+    spare = 1 if reserved_cpus else 0
+    decode_actors = decode_actors or max(1, cpus - feature_actors - reserved_cpus - spare)
+    feature_device = "cuda" if gpus_per_actor else "cpu"
+    feature_cpus = 1 if gpus_per_actor else min(workers, max(1, cpus))
+    if reserved_cpus:
+        feature_cpus = 1 if gpus_per_actor else max(1, min(workers, cpus - decode_actors - reserved_cpus - spare))
+        needed = decode_actors + feature_actors * feature_cpus + reserved_cpus + spare
+        if needed > cpus:
+            raise ValueError(f"the Ray cluster has {cpus} CPUs; {decode_actors} decode actor(s), {feature_actors} "
+                             f"feature actor(s) of {feature_cpus} CPU(s), {reserved_cpus} CPU(s) for the engines and "
+                             f"one for Ray Data's reads need {needed}: use fewer actors or engines, or a larger cluster")
+    clips = ray.put(list(todo.items()))
+    return (
+        ray.data.range(len(todo), override_num_blocks=min(len(todo), 1024))
+        .map_batches(_ClipStage, batch_size=1,
+                     fn_constructor_kwargs={"clips": clips, "config": config},
+                     compute=ray.data.ActorPoolStrategy(size=decode_actors), num_cpus=1)
+        .map_batches(_FeatureStage, batch_size=config.batch_size,
+                     fn_constructor_kwargs={"config": config, "device": feature_device, "threads": workers},
+                     compute=ray.data.ActorPoolStrategy(size=feature_actors), num_gpus=gpus_per_actor,
+                     num_cpus=feature_cpus)
+    )
+
+
 def run(
     todo: dict[int, Clip],
     config: ExtractConfig,
@@ -129,45 +194,129 @@ def run(
         RuntimeError: Ray is not installed.
         ValueError: a bad actor count or GPU share.
     """
-    ray = _import_ray()
-    for name, value in (("decode_actors", decode_actors), ("feature_actors", feature_actors)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if gpus_per_actor is not None and gpus_per_actor < 0:
-        raise ValueError(f"gpus_per_actor must be >= 0, got {gpus_per_actor}")
-    # Ray Data's own INFO lines and bars would interleave with fastmer's progress bar.
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False,
-                 configure_logging=False)
-    resources = ray.cluster_resources()
-    cluster_gpus = int(resources.get("GPU", 0))
-    if gpus_per_actor is None:
-        # The cluster's GPUs count, not the driver's: a head node without one still uses them.
-        gpus_per_actor = 1.0 if cluster_gpus and config.device != "cpu" else 0.0
-    feature_actors = feature_actors or (max(1, int(cluster_gpus / gpus_per_actor)) if gpus_per_actor else 1)
-    decode_actors = decode_actors or max(1, int(resources.get("CPU", 1)) - feature_actors)
-    feature_device = "cuda" if gpus_per_actor else "cpu"
-
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # corpus order, as the local executor writes it
-    context.enable_progress_bars = False  # fastmer's own bar counts clips
+    ray = _start(address)
     if not todo:
         return
-    clips = ray.put(list(todo.items()))
-    dataset = (
-        ray.data.range(len(todo), override_num_blocks=min(len(todo), 1024))
-        .map_batches(_ClipStage, batch_size=1,
-                     fn_constructor_kwargs={"clips": clips, "config": config},
-                     compute=ray.data.ActorPoolStrategy(size=decode_actors), num_cpus=1)
-        .map_batches(_FeatureStage, batch_size=config.batch_size,
-                     fn_constructor_kwargs={"config": config, "device": feature_device, "threads": workers},
-                     compute=ray.data.ActorPoolStrategy(size=feature_actors), num_gpus=gpus_per_actor,
-                     num_cpus=1 if gpus_per_actor else min(workers, max(1, int(resources.get("CPU", 1)))))
-    )
+    dataset = _extraction(ray, todo, config, workers, decode_actors, feature_actors, gpus_per_actor)
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
         for k in range(len(batch["index"])):
             if batch["first"][k]:
                 on_batch(int(batch["pairs"][k]), {"flow": float(batch["flow"][k]),
                                                   "representations": float(batch["representations"][k])})
             yield int(batch["index"][k]), batch["result"][k]
+
+
+# --- fastmer infer --executor ray ------------------------------------------------------------
+
+class _ScoreStage:
+    """Ray actor holding one engine: scores a store's shards, or extracted clips, per call."""
+
+    def __init__(self, engine: str, device: str, batch_size: int, meta: dict[str, Any] | None = None,
+                 specs: Any = None, params: dict[str, Any] | None = None) -> None:
+        from fastmer.engine.score import open_engine  # noqa: PLC0415
+
+        self.engine = open_engine(engine, device=device)
+        self.batch_size = batch_size
+        self.meta, self.specs, self.params = meta, specs, params
+
+    def _rows(self, store: Any) -> tuple[list[dict[str, Any]], float]:
+        from fastmer.engine.score import score_samples  # noqa: PLC0415
+
+        return score_samples(self.engine, store, batch_size=self.batch_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from fastmer.engine.score import error_row  # noqa: PLC0415
+        from fastmer.extract import results_store  # noqa: PLC0415
+
+        begin = time.perf_counter()
+        if "shard" in batch:  # a feature store's shard files
+            import pyarrow.parquet as pq  # noqa: PLC0415
+
+            from fastmer.store.reader import FeatureStore  # noqa: PLC0415
+
+            rows, busy = [], 0.0
+            for shard in batch["shard"]:
+                scored, seconds = self._rows(FeatureStore.from_table(pq.read_table(shard), self.meta, shard))
+                rows += scored
+                busy += seconds
+        else:  # clips extracted by the stages before
+            pairs = list(zip(batch["index"].tolist(), batch["result"], strict=True))
+            rows = [error_row(r.row, r.stage, r.error, i) for i, r in pairs if not r.views]
+            good = [(i, r) for i, r in pairs if r.views]
+            busy = 0.0
+            if good:
+                scored, busy = self._rows(results_store(good, self.specs, self.params, f"<{len(good)} clips>"))
+                rows += scored
+        n = max(1, len(rows))
+        return {"row": _objects(rows or [None]), "engine": np.full(n, busy / n),
+                "elapsed": np.full(n, (time.perf_counter() - begin) / n)}
+
+
+def score(
+    engine: str,
+    out_rows: Callable[[dict[str, Any]], None],
+    *,
+    store: Any = None,
+    todo: dict[int, Clip] | None = None,
+    config: ExtractConfig | None = None,
+    params: dict[str, Any] | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    workers: int = 1,
+    address: str | None = None,
+    engines: int | None = None,
+    gpus_per_engine: float | None = None,
+    decode_actors: int | None = None,
+    feature_actors: int | None = None,
+) -> float:
+    """``fastmer infer --executor ray``: one engine per actor (per GPU on a GPU cluster).
+
+    Scores a feature ``store`` (its shards are the tasks; the views of a clip never span
+    two) or the clips ``todo`` (extracted by the two stages of :func:`run` with
+    ``config``, then scored without touching disk). Each prediction row goes to
+    ``out_rows`` as it arrives; returns the engines' busy seconds.
+
+    Args:
+        engine: engine path (``.onnx`` or run directory) readable on every node.
+        engines: scoring actors [default: one per GPU, else 1].
+        gpus_per_engine: GPUs per scoring actor [default: 1 when the cluster has GPUs
+            and ``device`` is not ``cpu``, else 0].
+    """
+    ray = _start(address)
+    if engines is not None and engines < 1:
+        raise ValueError(f"engines must be >= 1, got {engines}")
+    resources = ray.cluster_resources()
+    cluster_gpus = int(resources.get("GPU", 0))
+    if gpus_per_engine is None:
+        gpus_per_engine = 1.0 if cluster_gpus and device != "cpu" else 0.0
+    engines = engines or (max(1, int(cluster_gpus / gpus_per_engine)) if gpus_per_engine else 1)
+    engine_device = "cuda" if gpus_per_engine else "cpu"
+    kwargs: dict[str, Any] = {"engine": str(engine), "device": engine_device, "batch_size": batch_size}
+    if store is not None:
+        from fastmer.store import schema  # noqa: PLC0415
+
+        shards = sorted(str(p) for p in (store.path / schema.CLIPS_DIR).glob("part-*.parquet"))
+        if not shards:
+            return 0.0
+        dataset = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+        kwargs["meta"] = store.meta
+        per_call = 1
+    else:
+        if not todo:
+            return 0.0
+        from fastmer.extract import representation_specs  # noqa: PLC0415
+
+        dataset = _extraction(ray, todo, config, workers, decode_actors, feature_actors, None,
+                              reserved_cpus=0 if gpus_per_engine else engines)
+        kwargs.update(specs=representation_specs(config), params=params)
+        per_call = config.batch_size
+    dataset = dataset.map_batches(_ScoreStage, batch_size=per_call, fn_constructor_kwargs=kwargs,
+                                  compute=ray.data.ActorPoolStrategy(size=engines), num_gpus=gpus_per_engine,
+                                  num_cpus=0 if gpus_per_engine else 1)
+    busy = 0.0
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        busy += float(batch["engine"].sum())
+        for row in batch["row"]:
+            if row is not None:
+                out_rows(row)
+    return busy
