@@ -13,7 +13,10 @@ from fastmer import __version__
 # Optional components: import name, what fastmer uses it for, how to get it.
 OPTIONAL = {
     "onnxruntime": ("onnxruntime", "ONNX engines (fastmer infer)", "pip install onnxruntime (or onnxruntime-gpu)"),
-    "tensorrt": ("tensorrt", "TensorRT engines", "pip install tensorrt (needs an NVIDIA GPU and driver)"),
+    "tensorrt": ("tensorrt", "TensorRT engines (fastmer engine build, .plan)",
+                 "pip install 'fastmer[tensorrt]' (TensorRT 11; needs an NVIDIA GPU and driver)"),
+    "modelopt": ("modelopt.onnx.autocast", "FP16 TensorRT engines (engine build --fp16)",
+                 "pip install 'fastmer[tensorrt]'"),
     "dali": ("nvidia.dali", "GPU video decoding", "pip install nvidia-dali-cuda120 (Linux, NVIDIA GPU for H.264/HEVC)"),
     "ray": ("ray", "multi-machine extraction", "pip install 'ray[data]'"),
     "pyav": ("av", "video decoding fallback", "pip install av"),

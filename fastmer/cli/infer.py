@@ -14,8 +14,8 @@ DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
 @click.command("infer", context_settings=CONTEXT)
 @click.argument("source", metavar="INPUT", type=click.Path(exists=True))
 @click.option("--engine", "-e", type=click.Path(exists=True), required=True,
-              help="A `fastmer export` .onnx file (ONNX Runtime: CUDA when available, else CPU) or a training run "
-                   "directory (PyTorch).")
+              help="A `fastmer export` .onnx file (ONNX Runtime: its TensorRT or CUDA provider when present, else "
+                   "CPU), a `fastmer engine build` .plan (TensorRT) or a training run directory (PyTorch).")
 @click.option("--out", "-o", "out", type=click.Path(dir_okay=False), required=True, help="Predictions (Parquet).")
 @click.option("--dataset", "-d", type=click.Choice(list(DATASETS)), default=None,
               help="INPUT is a corpus in this layout, extracted on the fly [default: a feature store if INPUT is "

@@ -94,6 +94,9 @@ def model_to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, probe: Any = None, 
 
 
 SIDECAR_FORMAT = "fastmer-engine"
+# ONNX Runtime providers in the order an OnnxEngine prefers them; ORT falls back along the
+# list for the nodes a provider cannot run.
+PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def extraction_params(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -203,7 +206,8 @@ class OnnxEngine:
 
     Args:
         path: ``.onnx`` file written by :func:`export_onnx`.
-        providers: ONNX Runtime execution providers (default: CUDA when available, then CPU).
+        providers: ONNX Runtime execution providers (default: those of
+            :data:`PROVIDER_PREFERENCE` this ONNX Runtime has: TensorRT, CUDA, then CPU).
     """
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, *, _model: bytes | None = None) -> None:
@@ -214,7 +218,7 @@ class OnnxEngine:
             raise FileNotFoundError(f"engine {self.path} does not exist")
         available = ort.get_available_providers()
         if providers is None:
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            providers = [p for p in PROVIDER_PREFERENCE if p in available]
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:

@@ -61,7 +61,8 @@ class TorchEngine:
 
 def open_engine(path: str | Path, *, device: str = "auto", compile: bool = False,  # noqa: A002
                 providers: list[str] | None = None) -> Any:
-    """The engine at ``path``: a run directory (PyTorch) or an ``.onnx`` file (ONNX Runtime)."""
+    """The engine at ``path``: a run directory (PyTorch), an ``.onnx`` file (ONNX Runtime) or a
+    ``.plan`` (TensorRT, :class:`~fastmer.engine.tensorrt.TensorRTEngine`)."""
     from fastmer.engine.onnx import OnnxEngine  # noqa: PLC0415
 
     path = Path(path)
@@ -70,9 +71,10 @@ def open_engine(path: str | Path, *, device: str = "auto", compile: bool = False
     if path.suffix == ".onnx":
         return OnnxEngine(path, providers=providers)
     if path.suffix == ".plan":
-        raise ValueError(f"{path}: fastmer has no TensorRT runtime yet; score the .onnx the engine was built from "
-                         "(ONNX Runtime uses its CUDA provider when installed)")
-    raise ValueError(f"engine {path} is neither a training run directory nor an .onnx file")
+        from fastmer.engine.tensorrt import TensorRTEngine  # noqa: PLC0415  (TensorRT: only for plans)
+
+        return TensorRTEngine(path)
+    raise ValueError(f"engine {path} is neither a training run directory, an .onnx file nor a TensorRT .plan")
 
 
 @dataclass

@@ -135,11 +135,11 @@ def test_bad_arguments_name_the_problem(runner, tmp_path, monkeypatch, args, cod
     assert message in result.output
 
 
-def test_infer_rejects_non_onnx_engine(runner, tiny_store, tmp_path):
+def test_infer_rejects_a_plan_without_its_sidecar(runner, tiny_store, tmp_path):
     engine = tmp_path / "model.plan"
     engine.write_bytes(b"x")
     result = runner.invoke(main, ["infer", str(tiny_store), "-e", str(engine), "-o", str(tmp_path / "p.parquet")])
-    assert result.exit_code == 1 and "fastmer has no TensorRT runtime yet" in result.output
+    assert result.exit_code == 1 and "has no sidecar model.plan.json" in result.output
 
 
 def test_extract_with_every_face_and_apex_option(runner, tiny_corpus, tmp_path, shared_dir):

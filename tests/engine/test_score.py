@@ -95,7 +95,7 @@ def test_infer_cli_with_a_run_and_bad_inputs(tiny_store, tiny_run, synthetic_sto
                                         "-o", str(tmp_path / "r.parquet")])
     assert compile_onnx.exit_code == 2 and "--compile applies to a run directory" in compile_onnx.output
     other = runner.invoke(main, ["infer", str(tiny_store), "-e", str(tmp_path / "p.parquet"), "-o", str(tmp_path / "s.parquet")])
-    assert other.exit_code == 1 and "neither a training run directory nor an .onnx file" in other.output
+    assert other.exit_code == 1 and "neither a training run directory, an .onnx file nor a TensorRT .plan" in other.output
 
 
 def test_cli_devices_match():
