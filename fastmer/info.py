@@ -14,7 +14,7 @@ from fastmer import __version__
 OPTIONAL = {
     "onnxruntime": ("onnxruntime", "ONNX engines (fastmer infer)", "pip install onnxruntime (or onnxruntime-gpu)"),
     "tensorrt": ("tensorrt", "TensorRT engines (fastmer engine build, .plan)",
-                 "pip install 'fastmer[tensorrt]' (TensorRT 11; needs an NVIDIA GPU and driver)"),
+                 "pip install 'fastmer[tensorrt]': TensorRT 11, needs an NVIDIA GPU and driver"),
     "modelopt": ("modelopt.onnx.autocast", "FP16 TensorRT engines (engine build --fp16)",
                  "pip install 'fastmer[tensorrt]'"),
     "dali": ("nvidia.dali", "GPU video decoding", "pip install nvidia-dali-cuda120 (Linux, NVIDIA GPU for H.264/HEVC)"),
