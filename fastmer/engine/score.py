@@ -234,7 +234,7 @@ def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_s
     Raises:
         ValueError: the store does not hold the input the engine expects (named).
     """
-    from fastmer.models.inputs import model_input  # noqa: PLC0415
+    from fastmer.models.inputs import clip_of, model_input  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
     from fastmer.store.reader import FeatureStore  # noqa: PLC0415
 
@@ -243,8 +243,10 @@ def score_store(engine: Any, store_path: str | Path, out: str | Path, *, batch_s
     if executor == "ray":
         from fastmer.executors.ray import score as score_ray  # noqa: PLC0415
 
-        if len(store):  # a mismatching store is named here, not in every worker
-            model_input(FeatureStore.from_table(store.table.slice(0, 1), store.meta, store.path), engine.config)
+        if len(store):  # a mismatching store is named here (on its first clip), not in every worker
+            uids = store.table.column("uid").slice(0, 8).to_pylist()
+            first = [i for i, uid in enumerate(uids) if clip_of(uid) == clip_of(uids[0])]
+            model_input(FeatureStore.from_table(store.table.take(first), store.meta, store.path), engine.config)
         rows: list[dict[str, Any]] = []
         seconds = score_ray(str(engine.path), rows.append, store=store, batch_size=batch_size, **(ray_options or {}))
     else:

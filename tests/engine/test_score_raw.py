@@ -162,3 +162,15 @@ def test_videos_loader(video_folder, tiny_corpus, tmp_path):
     notes.write_text("")
     with pytest.raises(ValueError, match="notes.md is neither a video"):
         load("videos", notes)
+
+
+def test_a_real_face_video_is_scored(shared_dir, tiny_run, tmp_path):
+    """H.264 from a phone-like camera (PyAV), a real face (Haar, as the run was extracted),
+    the apex spotted on the smile: one clip, scored."""
+    video = shared_dir / "data" / "video" / "single_face.mp4"
+    result = CliRunner().invoke(main, ["infer", str(video), "-e", str(tiny_run), "--device", "cpu", "--no-progress",
+                                       "-o", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 0, result.output
+    table = _table(tmp_path / "p.parquet")
+    assert table["uid"] == ["videos/video/single_face"] and table["error"] == [None]
+    assert abs(sum(table["probabilities"][0]) - 1) < 1e-5 and table["predicted"][0] in ("negative", "positive", "surprise")

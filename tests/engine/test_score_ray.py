@@ -54,3 +54,27 @@ def test_ray_refuses_a_pipeline_that_cannot_fit(local_ray, tiny_corpus, tiny_run
                                        "--executor", "ray", "--ray-engines", "3", "-o", str(tmp_path / "p.parquet")])
     assert result.exit_code == 1 and "the Ray cluster has 4 CPUs" in result.output, result.output
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_a_mismatching_store_is_named_before_any_worker_starts(synthetic_store, tiny_run, tmp_path):
+    result = CliRunner().invoke(main, ["infer", str(synthetic_store), "-e", str(tiny_run), "--executor", "ray",
+                                       "-o", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 1 and "the model was trained on" in result.output
+
+
+@pytest.mark.slow
+def test_ray_scores_stacked_views_like_the_local_path(local_ray, dual_view_store, tmp_path):
+    from dataclasses import replace
+
+    from fastmer.models import MODELS
+    from fastmer.train.run import train
+
+    run = tmp_path / "run"
+    train(dual_view_store, run, model="microattnet", labels="4dme-multilabel",
+          recipe=replace(MODELS["microattnet"].recipe, epochs=1, patience=None))
+    runner = CliRunner()
+    for executor in ("local", "ray"):
+        result = runner.invoke(main, ["infer", str(dual_view_store), "-e", str(run), "--device", "cpu", "--executor",
+                                      executor, "-o", str(tmp_path / f"{executor}.parquet")])
+        assert result.exit_code == 3, result.output  # the clip lacking its right view is an error row
+    _same_predictions(tmp_path / "local.parquet", tmp_path / "ray.parquet")
