@@ -100,7 +100,7 @@ def _probabilities(logits: np.ndarray, multilabel: bool) -> np.ndarray:
 def _unit_row(rows: list[int], names: list[str], uid: str, columns: dict[str, list[Any]]) -> dict[str, Any]:
     first = rows[0]
     return {"uid": uid, **{name: columns[name][first] for name in ("dataset", "subject", "clip_id", "labels")},
-            "views": names, "predicted": None, "probabilities": None, "error": None,
+            "views": names, "predicted": None, "probabilities": None, "view_probabilities": None, "error": None,
             "corpus_index": columns["corpus_index"][first]}
 
 
@@ -110,8 +110,9 @@ def score_samples(engine: Any, store: Any, *, batch_size: int = 256) -> tuple[li
 
     Rows: uid (the clip's, when views are merged or stacked), dataset, subject, clip_id,
     annotated labels, ``views`` (the store rows scored), predicted class (multi-label: the
-    classes whose probability reaches the model's threshold), probabilities, ``error``
-    (None, or why the clip could not be scored) and ``corpus_index``. A model that scores
+    classes whose probability reaches the model's threshold), probabilities,
+    ``view_probabilities`` (views scored one at a time: each view's, aligned with
+    ``views``), ``error`` (None, or why the clip could not be scored) and ``corpus_index``. A model that scores
     views one at a time on split views gives each clip the max of its views'
     probabilities (the 4DME practice); a model with views stacked takes each clip's views
     together, and a clip lacking one of them is an error row.
@@ -144,7 +145,8 @@ def score_samples(engine: Any, store: Any, *, batch_size: int = 256) -> tuple[li
     uids, views = store.column("uid"), store.column("view")
     columns = {name: store.column(name) for name in ("dataset", "subject", "clip_id", "labels", "corpus_index")}
     # Views scored one at a time: one row per clip, the max over its views.
-    if not config.get("views") and any(v != "full" for v in views):
+    per_view = not config.get("views") and any(v != "full" for v in views)
+    if per_view:
         grouped: dict[str, list[int]] = {}
         for j, name in enumerate(names):
             grouped.setdefault(clip_of(name), []).append(j)
@@ -161,6 +163,8 @@ def score_samples(engine: Any, store: Any, *, batch_size: int = 256) -> tuple[li
         else:
             p = probs[samples].max(axis=0)
             row["probabilities"] = p.astype(np.float32).tolist()
+            if per_view:  # each view's own, aligned with `views`
+                row["view_probabilities"] = probs[samples].astype(np.float32).tolist()
             row["predicted"] = ([c for c, v, t in zip(classes, p, thresholds, strict=True) if v >= t] if multilabel
                                 else classes[int(p.argmax())])
         out.append(row)
@@ -181,7 +185,7 @@ def error_row(row: dict[str, Any], stage: str, error: str, corpus_index: int) ->
     uid = row["uid"].split("@", 1)[0]
     return {"uid": uid, "dataset": row.get("dataset"), "subject": row.get("subject"), "clip_id": row.get("clip_id"),
             "labels": list(row.get("labels") or []), "views": [], "predicted": None, "probabilities": None,
-            "error": f"extract [{stage}]: {error}", "corpus_index": corpus_index}
+            "view_probabilities": None, "error": f"extract [{stage}]: {error}", "corpus_index": corpus_index}
 
 
 def write_predictions(rows: list[dict[str, Any]], out: str | Path, config: dict[str, Any]) -> None:
@@ -193,10 +197,11 @@ def write_predictions(rows: list[dict[str, Any]], out: str | Path, config: dict[
     classes = list(config["classes"])
     multilabel = config.get("thresholds") is not None
     rows = sorted(rows, key=lambda r: r["corpus_index"])  # stable: a clip's views stay in order
-    columns = ("uid", "dataset", "subject", "clip_id", "labels", "views", "probabilities", "error")
+    columns = ("uid", "dataset", "subject", "clip_id", "labels", "views", "probabilities", "view_probabilities",
+               "error")
     types = {"uid": pa.string(), "dataset": pa.string(), "subject": pa.string(), "clip_id": pa.string(),
              "labels": pa.list_(pa.string()), "views": pa.list_(pa.string()), "probabilities": pa.list_(pa.float32()),
-             "error": pa.string()}
+             "view_probabilities": pa.list_(pa.list_(pa.float32())), "error": pa.string()}
     table = pa.table({name: pa.array([r[name] for r in rows], type=types[name]) for name in columns})
     predicted_type = pa.list_(pa.string()) if multilabel else pa.string()
     table = table.append_column("predicted", pa.array([r["predicted"] for r in rows], type=predicted_type))

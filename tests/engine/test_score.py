@@ -33,7 +33,7 @@ def test_torch_and_onnx_engines_agree(tiny_store, tiny_run, tmp_path):
     ta, tb = pq.read_table(tmp_path / "torch.parquet").to_pydict(), pq.read_table(tmp_path / "onnx.parquet").to_pydict()
     assert ta["predicted"] == tb["predicted"] and ta["uid"] == fstore.open(tiny_store).column("uid")
     np.testing.assert_allclose(ta["probabilities"], tb["probabilities"], atol=1e-5)
-    assert ta["error"] == [None] * 9
+    assert ta["error"] == [None] * 9 and ta["view_probabilities"] == [None] * 9  # full frames: no views to list
 
 
 @pytest.mark.slow
@@ -55,12 +55,13 @@ def test_views_scored_one_at_a_time_merge_by_max(dual_view_store, separate_run, 
     flow = store.tensor("flow_phases")
     thresholds = engine.config["thresholds"]
     classes = engine.config["classes"]
-    for uid, views, probs, predicted in zip(table["uid"], table["views"], table["probabilities"], table["predicted"],
-                                            strict=True):
+    for uid, views, probs, per_view, predicted in zip(table["uid"], table["views"], table["probabilities"],
+                                                      table["view_probabilities"], table["predicted"], strict=True):
         assert all(v.startswith(uid + "@") for v in views)
         with torch.no_grad():
-            expected = torch.sigmoid(engine.model(flow[[row[v] for v in views]])).amax(0)
-        np.testing.assert_allclose(probs, expected.numpy(), atol=1e-5)
+            each = torch.sigmoid(engine.model(flow[[row[v] for v in views]]))
+        np.testing.assert_allclose(per_view, each.numpy(), atol=1e-5)  # one row of probabilities per view
+        np.testing.assert_allclose(probs, each.amax(0).numpy(), atol=1e-5)
         assert predicted == [c for c, p, t in zip(classes, probs, thresholds, strict=True) if p >= t]
 
 
