@@ -75,6 +75,9 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
     if compile_ and executor == "ray":
         raise click.BadParameter("--compile is not available with --executor ray", param_hint="--compile")
     ray_options = {"address": ray_address, "engines": ray_engines} if executor == "ray" else None
+    import time  # noqa: PLC0415
+
+    begin = time.perf_counter()
     try:
         scorer = open_engine(engine, device=device, compile=compile_)
         if is_store:
@@ -91,7 +94,8 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"scored {summary.n_scored} clips in {summary.seconds:.3f} s of engine time "
-               f"({summary.clips_per_s:.0f} clips/s, {', '.join(summary.providers)}) -> {out}")
+               f"({summary.clips_per_s:.0f} clips/s, {', '.join(summary.providers)}; "
+               f"{time.perf_counter() - begin:.1f} s in all{'' if is_store else ' with extraction'}) -> {out}")
     if summary.n_failed:
         click.echo(f"{summary.n_failed} clips failed: {'; '.join(summary.errors[:5])}"
                    + (f" (and {len(summary.errors) - 5} more)" if len(summary.errors) > 5 else ""), err=True)
