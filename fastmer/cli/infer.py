@@ -57,6 +57,7 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
     is a row with its error and the others are scored (exit status 3).
     """
     import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
     from fastmer.engine.score import open_engine, score_clips, score_store  # noqa: PLC0415
@@ -75,8 +76,6 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
     if compile_ and executor == "ray":
         raise click.BadParameter("--compile is not available with --executor ray", param_hint="--compile")
     ray_options = {"address": ray_address, "engines": ray_engines} if executor == "ray" else None
-    import time  # noqa: PLC0415
-
     begin = time.perf_counter()
     try:
         scorer = open_engine(engine, device=device, compile=compile_)

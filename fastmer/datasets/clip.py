@@ -90,6 +90,7 @@ class Clip:
         Raises:
             ClipError: stage ``annotation``, with the offending values.
         """
+        # Defect.VIDEO_UNREADABLE (fastmer.datasets.report imports this module, not the reverse)
         if self.onset is None and "video_unreadable" in self.notes:
             raise ClipError("decode", f"{self.uid}: {self.source} is not a readable video (its frames could not be "
                                       "counted)")

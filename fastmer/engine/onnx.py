@@ -102,14 +102,14 @@ PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 def extraction_params(config: dict[str, Any]) -> dict[str, Any] | None:
     """The extraction parameters a model's features were computed with: recorded in its
     config at training time, else read from the training store if it is still there."""
-    from fastmer.store import open as open_store  # noqa: PLC0415
+    from fastmer.store.schema import META_FILE  # noqa: PLC0415
 
     trained_on = config.get("trained_on") or {}
     if trained_on.get("params"):
         return trained_on["params"]
     store = trained_on.get("store")
-    if store and (Path(store) / "store.json").is_file():
-        meta = open_store(store).meta
+    if store and (Path(store) / META_FILE).is_file():
+        meta = json.loads((Path(store) / META_FILE).read_text())  # the parameters only: no shard is read
         if meta.get("params_hash") == trained_on.get("params_hash"):
             return meta.get("params")
     return None

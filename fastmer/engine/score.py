@@ -171,8 +171,11 @@ def score_samples(engine: Any, store: Any, *, batch_size: int = 256) -> tuple[li
     if config.get("views"):  # stacked views: a clip lacking one cannot be scored
         needed = tuple(config["views"])
         _, _, incomplete = group_views(uids, views, needed)
+        rows_of: dict[str, list[int]] = {}
+        for r, uid in enumerate(uids):
+            rows_of.setdefault(clip_of(uid), []).append(r)
         for clip in incomplete:
-            mine = [r for r, uid in enumerate(uids) if clip_of(uid) == clip]
+            mine = rows_of[clip]
             row = _unit_row(mine, [uids[r] for r in mine], clip, columns)
             have = sorted({views[r] for r in mine})
             row["error"] = f"{clip}: the model takes views {', '.join(needed)}; the clip has {', '.join(have)}"

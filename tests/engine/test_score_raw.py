@@ -174,3 +174,14 @@ def test_a_real_face_video_is_scored(shared_dir, tiny_run, tmp_path):
     table = _table(tmp_path / "p.parquet")
     assert table["uid"] == ["videos/video/single_face"] and table["error"] == [None]
     assert abs(sum(table["probabilities"][0]) - 1) < 1e-5 and table["predicted"][0] in ("negative", "positive", "surprise")
+
+
+def test_runs_trained_before_params_were_recorded_read_them_from_their_store(tiny_run, tiny_store):
+    from fastmer.engine.onnx import extraction_params
+
+    config = json.loads((tiny_run / "model.json").read_text())
+    stored = json.loads((tiny_store / "store.json").read_text())
+    older = {**config, "trained_on": {k: v for k, v in config["trained_on"].items() if k != "params"}}
+    assert extraction_params(older) == stored["params"]
+    # A store rewritten with other parameters since is not the one the model saw.
+    assert extraction_params({**older, "trained_on": {**older["trained_on"], "params_hash": "0" * 16}}) is None
