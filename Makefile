@@ -3,6 +3,8 @@
 #   make demo    create .venv, install everything, build the extension, run `fastmer demo`
 #   make test    same setup, then the test suite
 #   make bench   same setup, then the benchmarks (bench/RESULTS.md records the figures)
+#   make gpu-check   on a GPU machine, with its own Python (no venv, no network): build in
+#                place, CUDA tests, compute-sanitizer, GPU benchmarks -> $(GPU_CHECK_OUT)/
 #
 # Variables: PYTHON (interpreter for the venv), TORCH (the torch requirement; on Linux
 # PyPI's torch has CUDA, or use TORCH_INDEX=https://download.pytorch.org/whl/cpu for a
@@ -13,13 +15,15 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 DEMO_OUT ?= demo_out
+GPU_PYTHON ?= python3
+GPU_CHECK_OUT ?= gpu_check
 
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 INDEX_FLAG := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 NATIVE_SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt pyproject.toml
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench gpu-check install clean
 
 demo: $(VENV)/.installed
 	$(BIN)/fastmer demo --out $(DEMO_OUT) --overwrite
@@ -30,6 +34,10 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m pytest bench -o python_files='bench_*.py' --benchmark-only \
 		--benchmark-columns=min,median,iqr,rounds --benchmark-sort=name
+
+# The GPU machine's own Python holds torch+CUDA and the build tools; see bench/gpu_check/run.py.
+gpu-check:
+	$(GPU_PYTHON) bench/gpu_check/run.py --out "$(GPU_CHECK_OUT)"
 
 install: $(VENV)/.installed
 
@@ -51,4 +59,4 @@ $(VENV)/.installed: $(VENV)/.build-deps $(NATIVE_SOURCES)
 	touch $@
 
 clean:
-	rm -rf build $(DEMO_OUT) .pytest_cache .benchmarks
+	rm -rf build $(DEMO_OUT) $(GPU_CHECK_OUT) .pytest_cache .benchmarks

@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import untrained_run
 
-from fastmer.datasets.labels import get_protocol
-from fastmer.models.model import MERModel
 from fastmer.motion.representations import REPRESENTATIONS
 
 SIZE = 128
@@ -42,13 +41,7 @@ def _tensorrt_missing(fp16: bool) -> str | None:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run directory holding an (untrained) FMANet, as `fastmer train` writes it."""
-    torch.manual_seed(0)
-    channels = REPRESENTATIONS["flow_phases"]
-    model = MERModel.create("fmanet", get_protocol("megc2019-3class").classes, channels, (len(channels), SIZE, SIZE))
-    path = tmp_path_factory.mktemp("infer") / "run"
-    path.mkdir()
-    model.eval().save(path / "model.safetensors", path / "model.json")
-    return path
+    return untrained_run(tmp_path_factory.mktemp("infer") / "run", "fmanet", "flow_phases", SIZE)
 
 
 @pytest.fixture(scope="module")

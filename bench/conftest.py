@@ -11,6 +11,20 @@ import pytest
 import torch
 
 
+def untrained_run(path, model: str = "fmanet", representation: str = "flow_phases", size: int = 128):
+    """A run directory holding an untrained model, as `fastmer train` writes it (for scoring benchmarks)."""
+    from fastmer.datasets.labels import get_protocol
+    from fastmer.models.model import MERModel
+    from fastmer.motion.representations import REPRESENTATIONS
+
+    torch.manual_seed(0)
+    channels = REPRESENTATIONS[representation]
+    network = MERModel.create(model, get_protocol("megc2019-3class").classes, channels, (len(channels), size, size))
+    path.mkdir(parents=True)
+    network.eval().save(path / "model.safetensors", path / "model.json")
+    return path
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

@@ -16,7 +16,12 @@ def devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(params=devices())
+def device_params(names: list[str]) -> list:
+    """The CUDA cases carry the `cuda` marker, so `pytest -m cuda` (make gpu-check) selects them."""
+    return [pytest.param(d, marks=pytest.mark.cuda) if d == "cuda" else d for d in names]
+
+
+@pytest.fixture(params=device_params(devices()))
 def device(request) -> str:
     return request.param
 

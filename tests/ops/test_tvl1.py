@@ -107,6 +107,7 @@ def face_crop_pairs(corpus, size: int = 128):
     return torch.from_numpy(np.stack(I0)), torch.from_numpy(np.stack(I1))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(shared_dir, tiny_corpus):
     pairs = [torch.from_numpy(p)[None] for p in load_flow_pair(shared_dir, "rubberwhale")[:2]]

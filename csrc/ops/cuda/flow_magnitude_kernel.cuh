@@ -20,7 +20,7 @@ __global__ void flow_magnitude_kernel(const T* __restrict__ flow, T* __restrict_
 template <typename T>
 cudaError_t launch_flow_magnitude(const T* flow, T* out, int64_t N, int64_t HW, cudaStream_t stream) {
   if (N * HW == 0) return cudaSuccess;
-  flow_magnitude_kernel<T><<<blocks_for(N * HW), kThreads, 0, stream>>>(flow, out, N, HW);
+  FASTMER_LAUNCH(flow_magnitude_kernel<T>, blocks_for(N * HW), kThreads, 0, stream, flow, out, N, HW);
   return cudaGetLastError();
 }
 

@@ -23,7 +23,7 @@ __global__ void optical_strain_kernel(const T* __restrict__ flow, T* __restrict_
 template <typename T>
 cudaError_t launch_optical_strain(const T* flow, T* out, int64_t N, int64_t H, int64_t W, cudaStream_t stream) {
   if (N * H * W == 0) return cudaSuccess;
-  optical_strain_kernel<T><<<blocks_for(N * H * W), kThreads, 0, stream>>>(flow, out, N, H, W);
+  FASTMER_LAUNCH(optical_strain_kernel<T>, blocks_for(N * H * W), kThreads, 0, stream, flow, out, N, H, W);
   return cudaGetLastError();
 }
 

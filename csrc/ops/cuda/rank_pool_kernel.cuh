@@ -40,7 +40,7 @@ __global__ void rank_pool_backward_kernel(const T* __restrict__ grad, T* __restr
 template <typename T>
 cudaError_t launch_rank_pool(const T* frames, T* out, int64_t N, int64_t T_, int64_t P, cudaStream_t stream) {
   if (N * P == 0) return cudaSuccess;
-  rank_pool_kernel<T><<<blocks_for(N * P), kThreads, 0, stream>>>(frames, out, N, T_, P);
+  FASTMER_LAUNCH(rank_pool_kernel<T>, blocks_for(N * P), kThreads, 0, stream, frames, out, N, T_, P);
   return cudaGetLastError();
 }
 
@@ -48,7 +48,7 @@ cudaError_t launch_rank_pool(const T* frames, T* out, int64_t N, int64_t T_, int
 template <typename T>
 cudaError_t launch_rank_pool_backward(const T* grad, T* out, int64_t N, int64_t T_, int64_t P, cudaStream_t stream) {
   if (N * P == 0) return cudaSuccess;
-  rank_pool_backward_kernel<T><<<blocks_for(N * P), kThreads, 0, stream>>>(grad, out, N, T_, P);
+  FASTMER_LAUNCH(rank_pool_backward_kernel<T>, blocks_for(N * P), kThreads, 0, stream, grad, out, N, T_, P);
   return cudaGetLastError();
 }
 

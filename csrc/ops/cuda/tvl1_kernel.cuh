@@ -41,9 +41,10 @@ inline Gauss make_gauss(float sigma) {
   return g;
 }
 
-// Pairs on the y grid axis (at most 65535 blocks, the rest by striding), pixels on x.
+// Pairs on the y grid axis (at most FASTMER_CUDA_MAX_GRID_Y blocks, the rest by striding),
+// pixels on x.
 inline dim3 pair_grid(int64_t pixels, int64_t pairs) {
-  const int64_t y = pairs < 65535 ? pairs : 65535;
+  const int64_t y = pairs < FASTMER_CUDA_MAX_GRID_Y ? pairs : FASTMER_CUDA_MAX_GRID_Y;
   return dim3(blocks_for(pixels), static_cast<unsigned int>(y > 0 ? y : 1));
 }
 
@@ -278,7 +279,7 @@ class Solver {
       if (s > 0 && (err = upsample(s)) != cudaSuccess) return err;
     }
     const int64_t hw = int64_t{H_} * W_;
-    output_kernel<S><<<pair_grid(hw, N_), kThreads, 0, stream_>>>(cur_u_->u1, cur_u_->u2, flow, N_, hw);
+    FASTMER_LAUNCH(output_kernel<S>, pair_grid(hw, N_), kThreads, 0, stream_, cur_u_->u1, cur_u_->u2, flow, N_, hw);
     return cudaGetLastError();
   }
 
@@ -294,8 +295,8 @@ class Solver {
 
   cudaError_t blur(float* image, int h, int w, const Gauss& g, float* out) {
     const dim3 grid = pair_grid(int64_t{h} * w, N_);
-    gaussian_x_kernel<<<grid, kThreads, 0, stream_>>>(image, tmp_, N_, h, w, g);
-    gaussian_y_kernel<<<grid, kThreads, 0, stream_>>>(tmp_, out, N_, h, w, g);
+    FASTMER_LAUNCH(gaussian_x_kernel, grid, kThreads, 0, stream_, image, tmp_, N_, h, w, g);
+    FASTMER_LAUNCH(gaussian_y_kernel, grid, kThreads, 0, stream_, tmp_, out, N_, h, w, g);
     return cudaGetLastError();
   }
 
@@ -320,8 +321,8 @@ class Solver {
           if ((err = blur((*images)[s - 1], src.h, src.w, zoom, I1x_)) != cudaSuccess) return err;
           from = I1x_;
         }
-        downscale_kernel<<<pair_grid(int64_t{dst.h} * dst.w, N_), kThreads, 0, stream_>>>(
-            from, (*images)[s], N_, src.h, src.w, dst.h, dst.w, P_);
+        FASTMER_LAUNCH(downscale_kernel, pair_grid(int64_t{dst.h} * dst.w, N_), kThreads, 0, stream_, from,
+                       (*images)[s], N_, src.h, src.w, dst.h, dst.w, P_);
         if ((err = cudaGetLastError()) != cudaSuccess) return err;
       }
     }
@@ -335,24 +336,24 @@ class Solver {
     const double scaled_epsilon = static_cast<double>(P_.epsilon) * P_.epsilon * static_cast<double>(hw);
     const float l_t = P_.lambda * P_.theta, taut = P_.tau / P_.theta;
     cudaError_t err;
-    gradient_kernel<<<grid, kThreads, 0, stream_>>>(I1s_[s], I1x_, I1y_, N_, h, w);
+    FASTMER_LAUNCH(gradient_kernel, grid, kThreads, 0, stream_, I1s_[s], I1x_, I1y_, N_, h, w);
     S* const dual_planes[] = {cur_p_->p11, cur_p_->p12, cur_p_->p21, cur_p_->p22, cur_p_->p31, cur_p_->p32};
     for (S* p : dual_planes)
       if ((err = cudaMemsetAsync(p, 0, sizeof(S) * N_ * hw, stream_)) != cudaSuccess) return err;
     for (int warp = 0; warp < P_.warps; ++warp) {
-      warp_kernel<S><<<grid, kThreads, 0, stream_>>>(I0s_[s], I1s_[s], I1x_, I1y_, cur_u_->u1, cur_u_->u2, wx_, wy_,
-                                                     grad_, rho_c_, N_, h, w, P_.cubic_a);
-      reset_errors_kernel<<<blocks_for(N_), kThreads, 0, stream_>>>(error(k_ + 2), error(k_), N_);
+      FASTMER_LAUNCH(warp_kernel<S>, grid, kThreads, 0, stream_, I0s_[s], I1s_[s], I1x_, I1y_, cur_u_->u1,
+                     cur_u_->u2, wx_, wy_, grad_, rho_c_, N_, h, w, P_.cubic_a);
+      FASTMER_LAUNCH(reset_errors_kernel, blocks_for(N_), kThreads, 0, stream_, error(k_ + 2), error(k_), N_);
       for (int outer = 0; outer < P_.outer_iterations; ++outer) {
         if (P_.median_size > 1) {
-          median_kernel<S><<<grid, kThreads, 0, stream_>>>(current(), next(), error(k_ + 2), scaled_epsilon, N_, h, w,
-                                                           P_.median_size, P_.gamma != 0.f);
+          FASTMER_LAUNCH(median_kernel<S>, grid, kThreads, 0, stream_, current(), next(), error(k_ + 2),
+                         scaled_epsilon, N_, h, w, P_.median_size, P_.gamma != 0.f);
           swap_u();
         }
         for (int inner = 0; inner < P_.inner_iterations; ++inner, ++k_) {
-          iteration_kernel<S><<<grid, kThreads, 0, stream_>>>(current(), next(), wx_, wy_, grad_, rho_c_,
-                                                              error(k_ + 2), error(k_), error(k_ + 1), scaled_epsilon,
-                                                              N_, h, w, l_t, P_.theta, P_.gamma, taut);
+          FASTMER_LAUNCH(iteration_kernel<S>, grid, kThreads, 0, stream_, current(), next(), wx_, wy_, grad_,
+                         rho_c_, error(k_ + 2), error(k_), error(k_ + 1), scaled_epsilon, N_, h, w, l_t, P_.theta,
+                         P_.gamma, taut);
           swap_u();
           swap_p();
         }
@@ -366,10 +367,13 @@ class Solver {
     const LevelSize c = sizes_[s], f = sizes_[s - 1];
     const dim3 grid = pair_grid(int64_t{f.h} * f.w, N_);
     const float zoom = 1.f / P_.scale_step;
-    upsample_kernel<S><<<grid, kThreads, 0, stream_>>>(cur_u_->u1, nxt_u_->u1, N_, c.h, c.w, f.h, f.w, zoom, P_);
-    upsample_kernel<S><<<grid, kThreads, 0, stream_>>>(cur_u_->u2, nxt_u_->u2, N_, c.h, c.w, f.h, f.w, zoom, P_);
+    FASTMER_LAUNCH(upsample_kernel<S>, grid, kThreads, 0, stream_, cur_u_->u1, nxt_u_->u1, N_, c.h, c.w, f.h, f.w,
+                   zoom, P_);
+    FASTMER_LAUNCH(upsample_kernel<S>, grid, kThreads, 0, stream_, cur_u_->u2, nxt_u_->u2, N_, c.h, c.w, f.h, f.w,
+                   zoom, P_);
     if (P_.gamma != 0.f)
-      upsample_kernel<S><<<grid, kThreads, 0, stream_>>>(cur_u_->u3, nxt_u_->u3, N_, c.h, c.w, f.h, f.w, 1.f, P_);
+      FASTMER_LAUNCH(upsample_kernel<S>, grid, kThreads, 0, stream_, cur_u_->u3, nxt_u_->u3, N_, c.h, c.w, f.h, f.w,
+                     1.f, P_);
     swap_u();
     return cudaGetLastError();
   }
