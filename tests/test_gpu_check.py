@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import device_params
+from devices import device_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_sanitizer_harness_compiles_with_nvcc(tmp_path):
     nvcc = gpu_check.find_tool("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
-    machine = {"nvcc": nvcc, "arch_list": "9.0"}
+    machine = {"nvcc": nvcc, "arch_list": "9.0", "cmake": "cmake", "ninja": "ninja"}
     cmd = gpu_check.build_commands(machine)[2]
     cmd[cmd.index("-o") + 1] = str(tmp_path / "harness")
     result = subprocess.run(cmd, capture_output=True, text=True)

@@ -13,6 +13,20 @@
 //    the warp's 32 fibers only, so it works inside `if (warp == 0)`.
 // Launch configurations are validated as CUDA does (cudaErrorInvalidConfiguration), and
 // every launch, memset and copy is counted by name for the tests.
+//
+// What only nvcc compiles (`__CUDACC__` / `__CUDA_ARCH__` branches), and why the emulated
+// build still checks the same arithmetic:
+//  * FASTMER_HD is `__host__ __device__ __forceinline__` under nvcc, `inline` here: qualifiers;
+//  * fm_sqrt is sqrtf/sqrt on the device, std::sqrt here: all IEEE correctly rounded (nvcc's
+//    default -prec-sqrt=true);
+//  * load/store<__half> use __half2float/__float2half (round to nearest even) under nvcc;
+//    here the generic static_cast of HIP-CPU's __half (half_float::half), which rounds the
+//    same way, as does c10::Half in the CPU op that the tests compare with;
+//  * FASTMER_LAUNCH is `<<<...>>>` under nvcc (launch.cuh);
+//  * the FASTMER_COMPILE_CHECK instantiations serve the nvcc compile check only.
+// Not modelled: FMA contraction and other device numerics (nvcc contracts a*b+c; the CPU
+// does not), warp-synchronous timing, and races that need another schedule than HIP-CPU's
+// in-order barrier release (compute-sanitizer in `make gpu-check` covers those).
 #pragma once
 
 #if defined(__CUDACC__)

@@ -63,6 +63,9 @@ FASTMER_HD void store(S* p, float v) {
   *p = static_cast<S>(v);
 }
 
+// CUDA's __half converts only through intrinsics (torch builds with __CUDA_NO_HALF_CONVERSIONS__).
+// Elsewhere (c10::Half on the CPU, HIP-CPU's half in the emulated CUDA build) the generic
+// casts above apply; all of them round to nearest even.
 #if defined(__CUDACC__)
 template <>
 FASTMER_HD float load<__half>(const __half* p) {
