@@ -26,6 +26,7 @@ status: 0 all passed, 1 a step failed, 3 no usable CUDA GPU here (one line, at o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -120,7 +121,8 @@ def preflight() -> dict:
     if missing:
         raise Unusable(f"{' and '.join(missing)} not found (PATH, or the {' and '.join(missing)} package of {sys.executable})")
     major, minor = torch.cuda.get_device_capability()
-    nvcc_version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    version_text = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    nvcc_version = next((line.strip() for line in version_text.splitlines() if "release" in line), version_text.strip())
     props = torch.cuda.get_device_properties(0)
     return {"gpu": torch.cuda.get_device_name(), "capability": f"{major}.{minor}",
             "gpu_memory_gib": round(props.total_memory / 2**30, 1),
@@ -164,24 +166,36 @@ def environment(machine: dict) -> dict:
 # --- running steps --------------------------------------------------------------------------
 
 
+_RUNNING: set[subprocess.Popen] = set()  # process groups to kill if gpu-check itself is stopped
+
+
 def start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    handle = log.open("w")
-    handle.write("$ " + " ".join(cmd) + "\n\n")
-    handle.flush()
-    # Its own process group, so a timeout kills ninja's and pytest's children too.
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    with log.open("w") as handle:
+        handle.write("$ " + " ".join(cmd) + "\n\n")
+        handle.flush()
+        # Its own process group, so a timeout kills ninja's and pytest's children too.
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    _RUNNING.add(proc)
+    return proc
+
+
+def kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _RUNNING.discard(proc)
 
 
 def finish(proc: subprocess.Popen, step: Step, limit: float, began: float) -> None:
     try:
         code = proc.wait(timeout=max(1.0, limit))
+        _RUNNING.discard(proc)
         step.status = "passed" if code == 0 else "failed"
         if code != 0:
             step.detail = f"exit status {code}"
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill(proc)
         step.status, step.detail = "timed out", f"killed after {limit:.0f} s"
     step.seconds = round(time.monotonic() - began, 1)
 
@@ -452,15 +466,25 @@ def main(argv: list[str] | None = None) -> int:
     m = report.machine
     clock.say(f"{m['gpu']} (sm_{m['arch_list'].replace('.', '')}), torch {m['torch']}, {m['nvcc_version']}; output in {out}")
     env = environment(m)
+    # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: steps killed, report written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         built = build_step(report, clock, m, env, out)
         harness_ok = any(s.name == "harness" and s.status == "passed" for s in report.steps)
         if built and check_extension(report, clock, env, out):
             tests_step(report, clock, env, out)
+        elif built:
+            report.steps.append(Step("cuda-tests", detail="the extension does not load with its CUDA kernels"))
+        else:
+            report.steps.append(Step("cuda-tests", detail="the extension did not build"))
         sanitizer_steps(report, clock, m, env, out, harness_ok)
         if built:
             bench_step(report, clock, env, out)
+        else:
+            report.steps.append(Step("benchmarks", detail="the extension did not build"))
     finally:
+        for proc in list(_RUNNING):
+            kill(proc)
         report.seconds = round(clock.elapsed(), 1)
         report.ok = bool(report.steps) and all(s.status == "passed" for s in report.steps)
         write_report(report, out)

@@ -11,6 +11,10 @@
 //  * its shuffles model 64-lane wavefronts and wait on a whole-block barrier: the 32-lane
 //    __shfl_down_sync below trades values through a per-warp slot array and a barrier over
 //    the warp's 32 fibers only, so it works inside `if (warp == 0)`.
+// HIP-CPU releases a barrier fiber by fiber from fiber 0 on, so warp 0 always runs first
+// after it: a missing barrier that lets another warp overtake warp 0 would never show.
+// `threadIdx` is therefore re-mapped here: with a warp rotation r, fiber f is thread
+// (f + 32 r) mod blockDim, so warp r runs first and warp 0 last (r = 1).
 // Launch configurations are validated as CUDA does (cudaErrorInvalidConfiguration), and
 // every launch, memset and copy is counted by name for the tests.
 //
@@ -69,6 +73,7 @@ struct State {
   int64_t max_grid_x = int64_t{1} << 16; // FASTMER_CUDA_MAX_GRID_X (see launch.cuh)
   int64_t max_grid_y = 65535;            // FASTMER_CUDA_MAX_GRID_Y
   std::map<std::string, int64_t> counts; // launches by kernel name, "memset", "memcpy"
+  uint32_t warp_rotation = 0;            // fiber f is thread f + 32 * warp_rotation (mod block)
 };
 
 inline State& state() {
@@ -145,6 +150,32 @@ inline void warp_barrier() {
   Fiber::yield(Tile::fibers()[next]);
 }
 
+// threadIdx of the calling fiber under the warp rotation (see the top of this file).
+inline hip::detail::Dim3 thread_index() {
+  using hip::detail::Tile;
+  const hip::detail::Dim3& block = Tile::this_tile().dimensions();
+  const std::uint32_t threads = count(block);
+  std::uint32_t flat = id(hip::detail::Fiber::this_fiber());
+  if (threads % 32 == 0) flat = (flat + 32 * state().warp_rotation) % threads;
+  return extrude(block, flat);
+}
+
+struct Thread_idx {
+  struct X {
+    operator std::uint32_t() const { return thread_index().x; }
+  };
+  struct Y {
+    operator std::uint32_t() const { return thread_index().y; }
+  };
+  struct Z {
+    operator std::uint32_t() const { return thread_index().z; }
+  };
+  X x;
+  Y y;
+  Z z;
+};
+inline constexpr Thread_idx thread_idx{};
+
 // Per-warp slots for one shuffle: [warp][lane] (1024 threads at most per block).
 template <typename T>
 std::array<std::array<T, 32>, 32>& warp_slots() {
@@ -194,6 +225,9 @@ inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cud
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
+
+// The kernels' threadIdx is the rotated one.
+#define threadIdx (::fastmer::emulation::thread_idx)
 
 // Grid caps read at run time, so one build tests both the real caps and tiny ones.
 #define FASTMER_CUDA_MAX_GRID_X (::fastmer::emulation::grid_cap_x())

@@ -57,6 +57,10 @@ void fastmer_emu_set_grid_caps(int64_t max_x, int64_t max_y) {
   emu::state().max_grid_y = max_y > 0 ? max_y : 65535;
 }
 
+// Fiber f runs thread (f + 32 * warps) mod blockDim: 1 schedules warp 0 last after every
+// barrier instead of first; 0 restores HIP-CPU's order.
+void fastmer_emu_set_warp_rotation(int warps) { emu::state().warp_rotation = warps > 0 ? warps : 0; }
+
 // Launches, memsets and copies so far, as "name=count;..." (sorted by name); returns the
 // text's length. With a buffer of at least that length + 1 the text is copied and the
 // counts restart from zero; with no buffer, only the length is returned.

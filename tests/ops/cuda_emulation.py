@@ -147,6 +147,7 @@ class EmulatedCuda:
         lib.fastmer_emu_params_size.restype = size_t
         lib.fastmer_emu_message.restype = ctypes.c_char_p
         lib.fastmer_emu_set_grid_caps.argtypes = [i64, i64]
+        lib.fastmer_emu_set_warp_rotation.argtypes = [c_int]
         lib.fastmer_emu_take_counts.argtypes = [ctypes.c_char_p, size_t]
         lib.fastmer_emu_take_counts.restype = size_t
         lib.fastmer_emu_tvl1_workspace_bytes.argtypes = [ctypes.POINTER(_Params), i64, c_int, c_int, c_int]
@@ -169,6 +170,10 @@ class EmulatedCuda:
     def set_grid_caps(self, max_x: int = 0, max_y: int = 0) -> None:
         """Most blocks on the x and y grid axes (0: CUDA's own caps)."""
         self.lib.fastmer_emu_set_grid_caps(max_x, max_y)
+
+    def set_warp_rotation(self, warps: int = 0) -> None:
+        """Which warp runs first after a barrier (HIP-CPU: warp 0); 1 makes warp 0 run last."""
+        self.lib.fastmer_emu_set_warp_rotation(warps)
 
     def take_counts(self) -> dict[str, int]:
         """Kernel launches (by kernel name), memsets and copies since the last call."""

@@ -36,7 +36,6 @@ class Mutant:
     old: str
     new: str
     occurrences: int = 1  # how often `old` appears (all are replaced)
-    survives_emulation: str = ""  # why the emulator cannot catch it (and what does)
 
 
 MUTANTS = [
@@ -73,16 +72,11 @@ MUTANTS = [
            "cur_u_->u3, nxt_u_->u3, N_,", "cur_u_->u3, cur_u_->u3, N_,"),
     Mutant("rank-pool-skips-the-last-frame", "rank_pool_kernel.cuh",
            "for (int64_t t = 0; t < T_; ++t) acc +=", "for (int64_t t = 0; t < T_ - 1; ++t) acc +="),
-    # Without the trailing barrier, another warp may run into the next trip of the loop and
-    # overwrite `partial` while warp 0 still reads it: an inter-warp race that needs warp 0
-    # to be overtaken. HIP-CPU releases every barrier from thread 0 on, in order, so warp 0
-    # always reads first and no CPU schedule shows the race. compute-sanitizer racecheck
-    # reports it on a GPU (make gpu-check runs it on a tiny-grid build, where the loop
-    # makes several trips).
+    # Another warp runs into the next trip of the loop and overwrites `partial` while warp 0
+    # still reads it: caught only because the tiny-grid cases schedule warp 0 last.
     Mutant("no-barrier-after-block-reduction", "tvl1_kernel.cuh",
            "    if (lane == 0) atomicAdd(target, static_cast<double>(value));\n  }\n  __syncthreads();",
-           "    if (lane == 0) atomicAdd(target, static_cast<double>(value));\n  }",
-           survives_emulation="a race only a GPU schedule shows; make gpu-check's racecheck covers it"),
+           "    if (lane == 0) atomicAdd(target, static_cast<double>(value));\n  }"),
     Mutant("rank-pool-backward-clip-offset-off-by-one-frame", "rank_pool_kernel.cuh",
            "T* dst = out + n * T_ * P + p;", "T* dst = out + n * (T_ - 1) * P + p;"),
 ]
@@ -118,9 +112,7 @@ def outcomes(tmp_path_factory) -> dict[str, tuple[str, int, str]]:
         return {name: future.result() for name, future in futures.items()}
 
 
-@pytest.mark.parametrize("mutant", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=m.survives_emulation)) if m.survives_emulation else m
-    for m in MUTANTS], ids=lambda m: m.name)
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
 def test_planted_bug_fails_the_emulated_tests(outcomes, mutant):
     error, code, output = outcomes[mutant.name]
     assert not error, f"mutant {mutant.name} no longer applies: {error} (update MUTANTS to the kernel's new text)"
