@@ -16,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from fastmer.datasets.synth import SynthConfig
+from fastmer.outputs import check_output_dir
+
+# Everything run_demo writes at the top of its folder (a folder of only these is a demo's).
+DEMO_ENTRIES = ("corpus", "store", "run", "model.onnx", "model.onnx.json", "predictions.parquet", "summary.json")
+
+
+def _is_demo(path: Path) -> bool:
+    return all(entry.name in DEMO_ENTRIES for entry in path.iterdir())
 
 
 def run_demo(out: str | Path, synth_config: SynthConfig | None = None, *, overwrite: bool = False,
@@ -44,8 +52,7 @@ def run_demo(out: str | Path, synth_config: SynthConfig | None = None, *, overwr
     config = synth_config or SynthConfig()
     log = log or (lambda line: None)
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"demo directory {out} is not empty (use --overwrite)")
+    check_output_dir(out, overwrite=overwrite, recognise=_is_demo, kind="fastmer demo folder", option="demo directory")
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("corpus", "store", "run")}
     paths["engine"], paths["predictions"] = out / "model.onnx", out / "predictions.parquet"

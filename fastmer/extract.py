@@ -495,7 +495,7 @@ def extract(
     log(f"face detector: {detector.name} ({why})")
     report = getattr(clips, "report", None)
     if report is not None:
-        log(f"annotations: {report.summary()}")
+        log(f"annotations: {report.describe()}")
     decode_device = "cuda" if device.type == "cuda" else "cpu"
     specs = representation_specs(config)
     writer = StoreWriter(out, specs, config.feature_params(detector.name), overwrite=overwrite,

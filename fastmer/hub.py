@@ -3,7 +3,9 @@
 Nothing is ever downloaded implicitly: ``fastmer models fetch NAME`` (or :func:`fetch`)
 downloads over HTTPS into the cache and keeps the file only if its sha256 matches the
 pinned value. Plain HTTP is accepted only from the loopback interface (tests, mirrors on
-the same machine).
+the same machine). A cached file is checked again each time it is loaded
+(:func:`check_cached`): a copy corrupted or replaced in the cache is refused, with the
+file named, until ``fastmer models fetch NAME`` downloads it again.
 
 Cache: ``$FASTMER_CACHE`` if set, else ``$XDG_CACHE_HOME/fastmer``, else ``~/.cache/fastmer``;
 models live in its ``models/`` folder.
@@ -63,6 +65,35 @@ def cached(name: str) -> Path | None:
     """The cached model file if present, else None (no network access)."""
     path = model_path(name)
     return path if path.is_file() else None
+
+
+def check_cached(path: str | Path) -> str | None:
+    """Check a model file about to be loaded, if it is a model's file in the cache.
+
+    A cached file is the pinned model by definition, so its sha256 is checked again (the
+    files are small: YuNet is 227 KB). Files elsewhere (a model the user gives) have no
+    pinned hash and are not checked.
+
+    Returns:
+        The name of the model whose cached file ``path`` is, else None.
+
+    Raises:
+        ValueError: ``path`` is a model's cached file and its sha256 differs from the
+            pinned one (the message names the file and how to download it again).
+    """
+    path = Path(path)
+    for model in MODEL_FILES.values():
+        cached_path = model_path(model.name)
+        if path.name != cached_path.name or not path.is_file() or not cached_path.is_file():
+            continue
+        if path.resolve() != cached_path.resolve():
+            continue
+        digest = sha256_of(path)
+        if digest != model.sha256:
+            raise ValueError(f"{path} is corrupt or was replaced: sha256 {digest}, expected {model.sha256} (the pinned "
+                             f"{model.name} model); run `fastmer models fetch {model.name}` to download it again")
+        return model.name
+    return None
 
 
 def get_model_file(name: str) -> ModelFile:

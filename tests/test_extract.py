@@ -321,3 +321,25 @@ def test_stage_times_pairs_and_a_failing_write(tiny_corpus, tmp_path, monkeypatc
     resumed = extract(clips, tmp_path / "full", config, log=lambda line: None)
     assert resumed.n_skipped == 4 and resumed.n_ok == 5
     assert fstore.open(tmp_path / "full").column("uid") == [c.uid for c in clips]
+
+
+def test_a_duplicated_sheet_row_is_extracted_once_and_reported(tiny_corpus, tmp_path):
+    """Issue 17: a repeated row of a CASME II sheet made every run stop at that clip ("already in the store")."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from fastmer.cli import main
+    from fastmer.datasets.synth import SPREADSHEET_NAME
+
+    corpus = Path(shutil.copytree(tiny_corpus, tmp_path / "corpus"))
+    book = load_workbook(corpus / SPREADSHEET_NAME)
+    sheet = book.active
+    sheet.append([cell.value for cell in sheet[3]])  # the second clip's row again, at the end
+    book.save(corpus / SPREADSHEET_NAME)
+    result = CliRunner().invoke(main, ["extract", str(corpus), "-o", str(tmp_path / "store"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "9 of 9 clips extracted" in result.stdout
+    assert f"rows 3 and {sheet.max_row}: both describe" in result.stderr and "duplicate_row 1" in result.stderr
+    store = fstore.open(tmp_path / "store")
+    assert len(store) == 9 and len(set(store.column("uid"))) == 9

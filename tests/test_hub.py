@@ -101,3 +101,25 @@ def test_models_cli_fetch_and_list(server, cache, shared_dir):
     # the refused download replaced nothing: the verified copy is still there, intact
     assert hub.sha256_of(hub.cached("yunet")) == hub.MODEL_FILES["yunet"].sha256
     assert runner.invoke(main, ["models", "fetch", "dlib"]).exit_code == 2
+
+
+def test_a_cached_file_is_checked_again_when_loaded(server, cache, toy_model, tmp_path):
+    """Issue 17: a cached model was trusted after download; its sha256 is checked on every load."""
+    import re
+
+    www, base = server
+    (www / "toy.onnx").write_bytes(toy_model)
+    path = hub.fetch("toy", url=f"{base}/toy.onnx")
+    assert hub.check_cached(path) == "toy"
+    path.write_bytes(toy_model[:-1] + b"X")  # corrupted in the cache after the download
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))} is corrupt or was replaced: sha256 {digest}, expected "
+                                         f"{hub.MODEL_FILES['toy'].sha256} .*run `fastmer models fetch toy`"):
+        hub.check_cached(path)
+    # a file outside the cache has no pinned hash: not checked
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "toy.onnx").write_bytes(b"another model")
+    assert hub.check_cached(tmp_path / "mine" / "toy.onnx") is None
+    # asked explicitly, a fetch replaces the corrupted copy
+    assert hub.fetch("toy", url=f"{base}/toy.onnx").read_bytes() == toy_model
+    assert hub.check_cached(path) == "toy"

@@ -47,6 +47,22 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
 
+    def invoke(self, ctx: click.Context):
+        # A full disk, a read-only folder, a missing permission: one line naming the path, not
+        # a traceback (outputs are written atomically, so nothing half-written is left).
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            raise click.ClickException(os_error_message(exc)) from exc
+
+
+def os_error_message(exc: OSError) -> str:
+    """"No space left on device: /data/store/clips/part-00003.parquet" (or the error itself)."""
+    if exc.strerror and exc.filename is not None:
+        target = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+        return f"{exc.strerror}: {target}"
+    return str(exc) or type(exc).__name__
+
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="fastmer")

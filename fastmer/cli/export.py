@@ -15,7 +15,8 @@ from fastmer.cli import CONTEXT
               help="Feature store whose first clips check the export [default: the run's training store, if present].")
 @click.option("--tolerance", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
               help="Largest accepted max |onnxruntime - torch|.")
-def command(run, out, opset, store, tolerance):
+@click.option("--overwrite", is_flag=True, help="Replace an existing .onnx file at --out (and its sidecar).")
+def command(run, out, opset, store, tolerance, overwrite):
     """Export the final model of training run RUN to ONNX (dynamic batch).
 
     The engine takes the store's feature column(s) as they are and returns logits; its
@@ -25,10 +26,14 @@ def command(run, out, opset, store, tolerance):
     and nothing is written if they differ by more than --tolerance.
     """
     from fastmer.engine.onnx import export_onnx  # noqa: PLC0415
+    from fastmer.outputs import check_output_file, has_suffix  # noqa: PLC0415
 
     try:
+        check_output_file(out, overwrite=overwrite, recognise=has_suffix(".onnx"), kind="an .onnx file", inputs=[run, store])
+        check_output_file(f"{out}.json", overwrite=overwrite, recognise=has_suffix(".json"), kind="a sidecar JSON file",
+                          inputs=[run, store], option="--out's sidecar")
         info = export_onnx(run, out, opset=opset, store=store, tolerance=tolerance)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {out} and {out}.json ({info['model']}, classes {', '.join(info['classes'])}); "
                f"max |onnxruntime - torch| = {info['max_abs_diff']:.2e} on {info['check']['inputs']}")

@@ -125,7 +125,10 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
             raise click.BadParameter(f"--dataset {dataset} takes no single coding spreadsheet",
                                      param_hint="--annotations")
         options["spreadsheet"] = annotations
+    from fastmer.outputs import check_not_an_input  # noqa: PLC0415
+
     try:
+        check_not_an_input(out, [root, annotations])  # `extract CORPUS -o CORPUS --overwrite` must not touch the corpus
         clips = load(dataset, root, protocol, **options)
         config = ExtractConfig(representations=tuple(dict.fromkeys(names)), size=size, dtype=dtype,
                                decoder=decoder, face_detector=face_detector,

@@ -39,8 +39,9 @@ DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
 @click.option("--ray-engines", type=click.IntRange(1), default=None,
               help="Scoring actors, one engine each [default: one per GPU of the cluster, else 1].")
 @click.option("--progress/--no-progress", default=True, help="Progress bar of on-the-fly extraction on stderr.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing predictions file (Parquet) at --out.")
 def command(source, engine, out, dataset, batch_size, device, compile_, protocol, workers, decoder, face_model,
-            executor, ray_address, ray_engines, progress):
+            executor, ray_address, ray_engines, progress, overwrite):
     """Score INPUT with ENGINE; write one prediction row per clip.
 
     INPUT is a feature store (`fastmer extract`), or raw data extracted on the fly with
@@ -61,7 +62,14 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
     from pathlib import Path  # noqa: PLC0415
 
     from fastmer.engine.score import open_engine, score_clips, score_store  # noqa: PLC0415
+    from fastmer.outputs import OutputRefused, check_output_file, is_parquet  # noqa: PLC0415
     from fastmer.store.schema import META_FILE  # noqa: PLC0415
+
+    try:  # never the store, the engine (or its sidecar) or a video: checked before anything runs
+        check_output_file(out, overwrite=overwrite, recognise=is_parquet, kind="a Parquet predictions file",
+                          inputs=[source, engine, f"{engine}.json", face_model])
+    except OutputRefused as exc:
+        raise click.ClickException(str(exc)) from exc
 
     if compile_ and not Path(engine).is_dir():
         raise click.BadParameter("--compile applies to a run directory (PyTorch engine)", param_hint="--compile")

@@ -93,7 +93,7 @@ def _parse_options(values: tuple[str, ...]) -> dict:
 @click.option("--fold-batch", type=click.IntRange(1), default=None,
               help="Folds trained together as one stacked model (vmap) [default: all of them on CUDA, 1 on CPU].")
 @click.option("--amp/--no-amp", default=None, help="bfloat16 mixed precision [default: on for CUDA, off on CPU].")
-@click.option("--overwrite", is_flag=True, help="Allow a non-empty --out.")
+@click.option("--overwrite", is_flag=True, help="Replace a training run at --out (anything else is refused).")
 def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, optimizer, loss, focal_gamma,
             class_weighting, patience, val_fraction, k, test_fraction, seed, seeds, augment, svm_c, encoder,
             no_fusion_attention, no_se, extra_options, weights, input_size, view_layout, describe, device, jobs,
@@ -163,7 +163,7 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
                "augment": augment, "device": device, "jobs": jobs, "fold_batch": fold_batch, "amp": amp, "k": k,
                "test_fraction": test_fraction, "view_layout": view_layout, "input_size": input_size, "weights": weights,
                "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
-    try:
+    try:  # train() refuses an --out that is not a run (or is its store) before anything runs
         if seed_list:
             from fastmer.train.run import train_seeds  # noqa: PLC0415
 

@@ -26,11 +26,13 @@ def command(store, clip, out, scale):
     or motion curve) is skipped with a warning.
     """
     import fastmer.store as fstore  # noqa: PLC0415
+    from fastmer.outputs import check_not_an_input  # noqa: PLC0415
     from fastmer.viz import render_clip  # noqa: PLC0415
 
     try:
+        check_not_an_input(out, [store])  # PNGs inside (or around) the store would mix with its shards
         feature_store = fstore.open(store)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if len(feature_store) == 0:
         raise click.ClickException(f"{store} holds no clips")

@@ -2,7 +2,10 @@
 
 ``load(name, root)`` reads a corpus in its documented layout and returns a
 :class:`~fastmer.datasets.report.ClipList` whose ``.report`` counts the annotation defects
-found (kept, noted on the clips) and the clips excluded. The corpora (:data:`DATASETS`;
+found (kept, noted on the clips) and the clips excluded; its ``details`` name the file,
+row and column of each annotation row skipped (a blank or unreadable subject, an
+unreadable frame number) or repeating another (the clip is returned once, noted
+``duplicate_row``). A bad row never stops a load. The corpora (:data:`DATASETS`;
 each module's docstring documents its layout):
 
 ==========  ================================================  ===  ==========================

@@ -1,20 +1,54 @@
-"""Helpers shared by the dataset adapters: spreadsheets, frame listings, annotation checks."""
+"""Helpers shared by the dataset adapters: spreadsheets, frame listings, annotation checks.
+
+Every loader that reads an annotation table (a spreadsheet or a manifest) goes through the
+same three steps here: :func:`read_sheet` (or the manifest's reader) gives
+:class:`SheetRow` s that know their row number as the user sees it, :func:`parse_frame`
+reads the onset/apex/offset cells, and an :class:`AnnotationTable` turns the rows into
+clips, each clip once, and records what it skipped in the
+:class:`~fastmer.datasets.report.LoadReport`, naming the file, the row and the column.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from fastmer.datasets.clip import IMAGE_EXTENSIONS, Clip
-from fastmer.datasets.report import Defect, LoadReport
+from fastmer.datasets.report import ClipList, Defect, LoadReport
 
 _TRAILING_NUMBER = re.compile(r"(\d+)(?=\.[A-Za-z0-9]+$)")
 
 
-def read_sheet(path: Path, sheet: str | None = None, header_row: int = 1) -> list[dict[str, object]]:
-    """Rows of an .xlsx sheet as dicts keyed by the header cells (stripped).
+class SheetRow(dict):
+    """One row of an annotation table: its cells keyed by column name, and its row number.
+
+    Attributes:
+        number: the row as the user sees it: the spreadsheet's row number (the header row
+            of a sheet without text above it is row 1, its first data row row 2; blank rows
+            count), a CSV/TSV file's physical line (1-based, the header line included), a
+            Parquet table's 1-based record number (no header).
+    """
+
+    __slots__ = ("number",)
+
+    def __init__(self, cells: Mapping[str, object] | Iterable[tuple[str, object]] = (), number: int = 0) -> None:
+        super().__init__(cells)
+        self.number = number
+
+
+def row_number(row: Mapping[str, object], fallback: int = 0) -> int:
+    """``row.number`` for a :class:`SheetRow`, else ``fallback``."""
+    return row.number if isinstance(row, SheetRow) else fallback
+
+
+def read_sheet(path: Path, sheet: str | None = None, header_row: int = 1) -> list[SheetRow]:
+    """Rows of an .xlsx sheet as dicts keyed by the header cells (stripped), blank rows left out.
+
+    Each row is a :class:`SheetRow` whose ``number`` is its row number in the sheet, as a
+    spreadsheet program shows it (blank rows above it counted).
 
     Args:
         path: the workbook.
@@ -34,9 +68,13 @@ def read_sheet(path: Path, sheet: str | None = None, header_row: int = 1) -> lis
         if sheet is not None and sheet not in workbook.sheetnames:
             raise ValueError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(workbook.sheetnames)})")
         ws = workbook[sheet] if sheet is not None else workbook.worksheets[0]
-        rows = ws.iter_rows(min_row=header_row, values_only=True)
+        rows = ws.iter_rows(min_row=header_row, values_only=True)  # read-only sheets yield blank rows too: numbers hold
         header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
-        return [dict(zip(header, row, strict=False)) for row in rows if any(v is not None and str(v).strip() for v in row)]
+        return [
+            SheetRow(zip(header, row, strict=False), number)
+            for number, row in enumerate(rows, start=header_row + 1)
+            if any(v is not None and str(v).strip() for v in row)
+        ]
     finally:
         workbook.close()
 
@@ -49,26 +87,70 @@ def require_columns(rows: list[dict[str, object]], columns: Iterable[str], path:
         raise ValueError(f"{path}{where}: missing column(s) {', '.join(missing)}")
 
 
-def frame_number(value: object) -> int | None:
-    """Annotation frame cell -> int; '/', blanks, -1 and other non-positive values mean unknown.
-
-    0 is a valid frame number only where a corpus numbers from 0 (see ``allow_zero``)."""
-    return frame_index(value, allow_zero=False)
+BLANK_CELLS = frozenset({"", "/", "-", "n/a", "na", "nan", "none", "null"})
+"""Cell texts (lower-cased, stripped) that mean "not annotated": CASME II's ``/``, a dash."""
 
 
-def frame_index(value: object, *, allow_zero: bool = True) -> int | None:
-    if value is None or isinstance(value, bool):
+def parse_frame(value: object, *, allow_zero: bool = True, minus_one_blank: bool = False) -> int | None:
+    """An onset/apex/offset cell as a frame number; None for a blank cell.
+
+    The one parser of frame-number cells of every loader. Blank: None, NaN (what pandas
+    and Parquet write for a missing number), empty or white-space text, and the texts of
+    :data:`BLANK_CELLS` (``/``, ``-``, ``n/a``...). Numbers: integers, integral floats
+    (``123.0`` -> 123, as pandas writes integer columns holding a blank) and their texts
+    (``"46"``, ``" 46 "``, ``"123.0"``).
+
+    Args:
+        value: the cell.
+        allow_zero: whether 0 is a frame (corpora numbered from 0, video indices); when
+            not, 0 means not annotated (None).
+        minus_one_blank: whether -1 means not annotated (the corpora's spreadsheets, where
+            SAMM and 4DME write it for an apex not marked; not manifests); other negative
+            numbers are never frames.
+
+    Raises:
+        ValueError: the cell is not blank and not a whole non-negative number (``"abc"``,
+            ``123.5``, ``-5``, ``True``); the message says why, without the cell's place
+            (the caller names the file, row and column).
+
+    Example:
+        >>> [parse_frame(v) for v in (46, "46", 123.0, "123.0", "/", None, float("nan"))]
+        [46, 46, 123, 123, None, None, None]
+    """
+    if value is None:
         return None
-    if isinstance(value, (int, float)):
-        number = int(value)
-        if number != value:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a frame number")
+    if isinstance(value, float):
+        if math.isnan(value):
             return None
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number" if math.isfinite(value) else f"{value!r} is not a number")
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
     else:
         text = str(value).strip()
-        if not re.fullmatch(r"-?\d+", text):
+        if text.lower() in BLANK_CELLS:
             return None
-        number = int(text)
-    return number if number > 0 or (allow_zero and number == 0) else None
+        match = re.fullmatch(r"([+-]?\d+)(?:\.0*)?", text)
+        if match is not None:
+            number = int(match.group(1))
+        else:
+            try:
+                real = float(text)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a number") from None
+            if not math.isfinite(real):
+                raise ValueError(f"{value!r} is not a number")
+            if not real.is_integer():
+                raise ValueError(f"{value!r} is not a whole number")
+            number = int(real)
+    if number == -1 and minus_one_blank:
+        return None
+    if number < 0:
+        raise ValueError(f"{value!r} is negative")
+    return number if number > 0 or allow_zero else None
 
 
 def list_frames(folder: Path, pattern: re.Pattern[str] | None = None) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -204,6 +286,126 @@ def unique_clip_id(used: set[tuple[str, str]], subject: str, clip_id: str) -> st
     return candidate
 
 
+_COMPARED = ("onset", "apex", "offset", "labels", "action_units")
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == ():
+        return "blank"
+    if isinstance(value, tuple):
+        return repr("+".join(map(str, value)))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+class AnnotationTable:
+    """The clips of one annotation file, built row by row: each clip once, every skipped row told.
+
+    Loaders build a :class:`Clip` per row and :meth:`add` it; rows that make no clip go to
+    :meth:`skip` (or :meth:`frames`, for unreadable frame numbers). What happened to each
+    such row is recorded in ``report``: counted in ``report.excluded`` under
+    ``"<file name> row <n>"``, and told in ``report.details`` with the file, the row
+    (:class:`SheetRow` numbers) and the column.
+
+    Duplicates: a row repeats an earlier one when both describe the same clip, i.e. the
+    same subject, view and clip folder or video (the same uid, before any suffix) and, for
+    a ``segments`` file, the same onset and offset. The earlier row's clip is kept,
+    annotation included, and noted :attr:`~fastmer.datasets.report.Defect.DUPLICATE_ROW`
+    (once, whatever the number of repeats); the later row is dropped, and a detail names
+    both rows and, if they disagree, the columns and the two values. A row describing
+    another clip whose clip id is taken (in a ``segments`` file: the same recording, another
+    onset..offset) gets a suffix: ``x``, ``x_2``, ``x_3``...
+
+    Args:
+        path: the annotation file.
+        report: the load's report.
+        columns: the file's column name for each clip field, for the details: ``subject``,
+            ``clip`` (the column naming the clip folder or video), optionally ``view``,
+            ``onset``, ``apex``, ``offset``, ``labels``, ``action_units``.
+        segments: whether one clip folder or video may hold several clips told apart by
+            their onset and offset (CAS(ME)³ recordings, manifests); else a clip is its
+            folder (CASME II).
+    """
+
+    def __init__(self, path: Path, report: LoadReport, columns: Mapping[str, str], *, segments: bool) -> None:
+        self.path = Path(path)
+        self.report = report
+        self.columns = dict(columns)
+        self.segments = segments
+        self.clips: list[Clip] = []
+        self._first: dict[tuple[object, ...], tuple[int, int]] = {}  # identity -> (index in clips, row number)
+        self._ids: set[tuple[str, str, str]] = set()
+
+    def where(self, row: Mapping[str, object], column: str | None = None) -> str:
+        """``"<path>, row <n>[, column <column>]"``."""
+        return f"{self.path}, row {row_number(row)}" + (f", column {column}" if column else "")
+
+    def skip(self, row: Mapping[str, object], reason: str, column: str, problem: str) -> None:
+        """Exclude ``row`` (counted under ``reason``), telling what is wrong in ``column``."""
+        self.report.exclude(reason, f"{self.path.name} row {row_number(row)}")
+        self.report.detail(f"{self.where(row, column)}: {problem}; row skipped")
+
+    def frames(self, row: Mapping[str, object], columns: Iterable[str], *, allow_zero: bool = True,
+               minus_one_blank: bool = False) -> tuple[int | None, ...] | None:
+        """The frame numbers in ``row``'s ``columns`` (:func:`parse_frame`), or None when one
+        cannot be read: then the row is excluded as ``frame_number_invalid`` and each
+        unreadable cell told."""
+        values, bad = [], []
+        for column in columns:
+            try:
+                values.append(parse_frame(row.get(column), allow_zero=allow_zero, minus_one_blank=minus_one_blank))
+            except ValueError as exc:
+                bad.append((column, str(exc)))
+        if not bad:
+            return tuple(values)
+        self.report.exclude("frame_number_invalid", f"{self.path.name} row {row_number(row)}")
+        for column, problem in bad:
+            self.report.detail(f"{self.where(row, column)}: {problem}, not a frame number (nor blank); row skipped")
+        return None
+
+    def add(self, row: Mapping[str, object], clip: Clip) -> Clip | None:
+        """Keep ``clip``, built from ``row``: its defects noted (:func:`note_defects`), its
+        clip id suffixed if taken; or, when ``row`` repeats an earlier row, drop it (see
+        the class docstring). Returns the clip kept, or None."""
+        identity = (clip.subject, clip.view, clip.source, *((clip.onset, clip.offset) if self.segments else ()))
+        first = self._first.get(identity)
+        if first is not None:
+            self._repeat(row, clip, *first)
+            return None
+        clip_id, n = clip.clip_id, 1
+        while (clip.subject, clip.view, clip_id) in self._ids:
+            n += 1
+            clip_id = f"{clip.clip_id}_{n}"
+        self._ids.add((clip.subject, clip.view, clip_id))
+        if clip_id != clip.clip_id:
+            clip = dataclasses.replace(clip, clip_id=clip_id)
+        clip = note_defects(clip, self.report)
+        self._first[identity] = (len(self.clips), row_number(row))
+        self.clips.append(clip)
+        return clip
+
+    def _repeat(self, row: Mapping[str, object], clip: Clip, index: int, first_row: int) -> None:
+        kept = self.clips[index]
+        if Defect.DUPLICATE_ROW.value not in kept.notes:
+            self.clips[index] = dataclasses.replace(kept, notes=(*kept.notes, Defect.DUPLICATE_ROW.value))
+            self.report.note(Defect.DUPLICATE_ROW, kept.uid)
+        keys = ("subject", "clip", *(("view",) if "view" in self.columns else ()),
+                *(("onset", "offset") if self.segments else ()))
+        same = ", ".join(self.columns.get(k, k) for k in keys)
+        number = row_number(row)
+        line = f"{self.path}, rows {first_row} and {number}: both describe {kept.uid} (same {same})"
+        differ = [
+            f"{self.columns.get(f, f)} ({_shown(getattr(kept, f))} vs {_shown(getattr(clip, f))})"
+            for f in _COMPARED if getattr(kept, f) != getattr(clip, f)
+        ]
+        if differ:
+            line += f" but disagree on {', '.join(differ)}; row {first_row}'s annotation kept"
+        self.report.detail(f"{line}; row {number} skipped")
+
+    def result(self) -> ClipList:
+        """The clips kept, in row order, with the report."""
+        return ClipList(self.clips, self.report)
+
+
 class FrameCache:
     """:func:`list_frames` memoised per folder (several clips of one long recording)."""
 
@@ -246,7 +448,8 @@ def _column_key(name: str) -> str:
 def match_columns(rows: list[dict[str, object]], columns: Iterable[str]) -> list[dict[str, object]]:
     """``rows`` with each header that names one of ``columns`` up to case and
     non-alphanumeric characters (``Onset_Frame``, ``EMOTION``, ``sub_ID'``) renamed to that
-    column's spelling; headers already spelled exactly are kept, the others untouched."""
+    column's spelling; headers already spelled exactly are kept, the others untouched.
+    Row numbers (:class:`SheetRow`) are kept."""
     if not rows:
         return rows
     header = list(rows[0])
@@ -256,7 +459,7 @@ def match_columns(rows: list[dict[str, object]], columns: Iterable[str]) -> list
         return rows
     if not renames:
         return rows
-    return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+    return [SheetRow(((renames.get(k, k), v) for k, v in row.items()), row_number(row)) for row in rows]
 
 
 def sheet_names(path: Path) -> list[str]:

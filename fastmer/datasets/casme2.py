@@ -7,7 +7,18 @@ Layout::
 
 The coding spreadsheet's first sheet (``Sheet1``) has the columns Subject, Filename,
 OnsetFrame, ApexFrame, OffsetFrame, Action Units and Estimated Emotion. Subject may be
-text (``'01'``) or an integer; ApexFrame may be ``'/'`` (not annotated). 200 fps.
+text (``'01'``, ``'sub01'``; noted ``subject_id_text``) or an integer. Frame numbers are
+integers, integral floats or their text; ``'/'`` or a blank (ApexFrame's usual defect),
+``-1`` and ``0`` mean not annotated. 200 fps.
+
+A row is a clip, its folder ``subXX/<Filename>``; its annotation defects are noted, never
+raised. A row that repeats a clip already listed (same Subject and Filename) is dropped:
+the first row's clip is returned once, noted ``duplicate_row``, and ``report.details``
+names both rows and any column on which they disagree. Rows whose Subject is blank or not
+a number, whose Filename is blank (``row_unusable``), or whose OnsetFrame, ApexFrame or
+OffsetFrame cannot be read (``"abc"``, ``12.5``, ``-5``: ``frame_number_invalid``) are
+excluded, counted, and told in ``report.details`` with the sheet's row number and the
+column; the load goes on with the other rows.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastmer.datasets._common import frame_number, list_frames, note_defects, read_sheet, require_columns
+from fastmer.datasets._common import AnnotationTable, cell_text, list_frames, read_sheet, require_columns
 from fastmer.datasets.clip import Clip
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.report import ClipList, Defect, LoadReport
@@ -24,6 +35,10 @@ NAME = "casme2"
 FPS = 200.0
 SPREADSHEET_GLOB = "CASME2-coding-*.xlsx"
 REQUIRED_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion")
+FRAME_COLUMNS = ("OnsetFrame", "ApexFrame", "OffsetFrame")
+# the sheet's column of each clip field, for report details
+COLUMN_OF = {"subject": "Subject", "clip": "Filename", "onset": "OnsetFrame", "apex": "ApexFrame",
+             "offset": "OffsetFrame", "labels": "Estimated Emotion", "action_units": "Action Units"}
 _FRAME_RE = re.compile(r"^(?:reg_)?img(\d+)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
 
 
@@ -37,14 +52,16 @@ def find_spreadsheet(root: Path) -> Path:
 
 
 def subject_folder(value: object) -> tuple[str, bool]:
-    """Subject cell ('01', 1, 'sub01') -> (folder name 'sub01', whether it was text)."""
-    was_text = isinstance(value, str)
-    text = str(int(value)) if isinstance(value, (int, float)) else str(value).strip()
-    if text.lower().startswith("sub"):
-        text = text[3:]
-    if not text.isdigit():
-        raise ValueError(f"unrecognised Subject value {value!r}")
-    return f"sub{int(text):02d}", was_text
+    """Subject cell ('01', 1, 1.0, 'sub01') -> (folder name 'sub01', whether it was text).
+
+    Raises:
+        ValueError: the cell is blank or not a subject number (``'x1'``, ``1.5``).
+    """
+    text = cell_text(value) if not isinstance(value, bool) else ""
+    number = text[3:] if text.lower().startswith("sub") else text
+    if not number.isdigit():
+        raise ValueError(f"{value!r} is not a subject number" if text else "blank, not a subject number")
+    return f"sub{int(number):02d}", isinstance(value, str)
 
 
 def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList:
@@ -56,7 +73,12 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
 
     Returns:
         One :class:`Clip` per spreadsheet row, in sheet order, with annotation defects
-        noted (never raised); ``.report`` counts them.
+        noted (never raised), each clip once; ``.report`` counts them and the rows excluded
+        (see the module docstring), ``.report.details`` tells each row-level finding.
+
+    Raises:
+        FileNotFoundError: ``root`` or the spreadsheet is missing; ValueError: the
+        spreadsheet or its columns cannot be read (naming the file).
     """
     root = Path(root)
     if not root.is_dir():
@@ -65,23 +87,30 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
     rows = read_sheet(sheet, "Sheet1" if spreadsheet is None else None)
     require_columns(rows, REQUIRED_COLUMNS, sheet)
     report = LoadReport(NAME, rows=len(rows))
-    clips = []
-    for i, row in enumerate(rows, start=2):
+    table = AnnotationTable(sheet, report, COLUMN_OF, segments=False)
+    for row in rows:
         try:
             subject, was_text = subject_folder(row["Subject"])
         except ValueError as exc:
-            raise ValueError(f"{sheet}, row {i}: {exc}") from None
-        clip_id = str(row["Filename"]).strip()
+            table.skip(row, "row_unusable", "Subject", str(exc))
+            continue
+        clip_id = cell_text(row["Filename"])
+        if not clip_id:
+            table.skip(row, "row_unusable", "Filename", "blank")
+            continue
+        frames = table.frames(row, FRAME_COLUMNS, allow_zero=False, minus_one_blank=True)
+        if frames is None:
+            continue
+        onset, apex, offset = frames
         folder = root / subject / clip_id
         numbers, paths = list_frames(folder, _FRAME_RE)
         clip = Clip(
             dataset=NAME, subject=f"{NAME}/{subject}", clip_id=clip_id, source=str(folder),
-            frame_numbers=numbers, frame_paths=paths, onset=frame_number(row["OnsetFrame"]),
-            apex=frame_number(row["ApexFrame"]), offset=frame_number(row["OffsetFrame"]),
-            labels=split_labels(row["Estimated Emotion"]), action_units=str(row.get("Action Units") or "").strip(),
+            frame_numbers=numbers, frame_paths=paths, onset=onset, apex=apex, offset=offset,
+            labels=split_labels(row["Estimated Emotion"]), action_units=cell_text(row.get("Action Units")),
             fps=FPS,
         )
-        if was_text:
-            report.note(Defect.SUBJECT_ID_TEXT, clip.uid)
-        clips.append(note_defects(clip, report))
-    return ClipList(clips, report)
+        kept = table.add(row, clip)
+        if kept is not None and was_text:
+            report.note(Defect.SUBJECT_ID_TEXT, kept.uid)
+    return table.result()

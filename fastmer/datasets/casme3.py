@@ -9,7 +9,8 @@ Layout::
 subject ``"casme3/spNO.1"``) and ``<Filename>`` a letter naming one recording (``a``). The
 frames are in the recording's ``color`` folder (``depth`` beside it is ignored); a
 recording folder without ``color`` is read directly. Frames are numbered by the digits
-before the extension, from 0 or 1: onset/apex/offset 0 is frame 0.
+before the extension, from 0 or 1: onset/apex/offset 0 is frame 0. Frame numbers are
+integers, integral floats or their text; ``/``, ``-1`` or a blank mean not annotated.
 
 The label spreadsheet is the first ``*part_A*ME*label*.xlsx`` or ``cas(me)3*.xlsx``
 (case-insensitive; the macro-expression labels ``*_MaE_*`` are skipped), searched in ROOT
@@ -22,8 +23,12 @@ A long recording holds several micro-expressions, so several rows of a subject m
 a Filename: the clip ids are ``a`` for the first such row, then ``a_2``, ``a_3``... in
 sheet order, while every one of them reads the frames of ``<Filename>/color``. 30 fps.
 
-Every row becomes a clip, defects noted; rows without a Subject or Filename are excluded
-and counted as ``row_unusable``.
+Every row becomes a clip, defects noted. A row repeating an earlier one (same Subject,
+Filename, Onset and Offset: the same micro-expression of the same recording) is dropped:
+the first row's clip is kept once, noted ``duplicate_row``. Rows without a Subject or
+Filename are excluded and counted as ``row_unusable``, rows with a frame number that
+cannot be read (``"abc"``, ``12.5``, ``-5``) as ``frame_number_invalid``;
+``report.details`` names the row (the sheet's row number) and the column of each.
 """
 
 from __future__ import annotations
@@ -31,19 +36,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastmer.datasets._common import (
+    AnnotationTable,
     FrameCache,
     cell_text,
     explicit_file,
     find_annotation_file,
     find_child,
-    frame_index,
     match_columns,
-    note_defects,
     preferred_sheet,
     read_sheet,
     require_columns,
     require_root,
-    unique_clip_id,
 )
 from fastmer.datasets.clip import Clip
 from fastmer.datasets.labels import split_labels
@@ -55,6 +58,9 @@ SPREADSHEET_PATTERNS = ("*part_A*ME*label*.xlsx", "cas(me)3*.xlsx")
 SHEET = "label"
 REQUIRED_COLUMNS = ("Subject", "Filename", "Onset", "Apex", "Offset", "emotion")
 COLUMNS = (*REQUIRED_COLUMNS, "AU", "Objective class")
+FRAME_COLUMNS = ("Onset", "Apex", "Offset")
+COLUMN_OF = {"subject": "Subject", "clip": "Filename", "onset": "Onset", "apex": "Apex", "offset": "Offset",
+             "labels": "emotion", "action_units": "AU"}
 
 
 def find_spreadsheet(root: Path) -> Path:
@@ -81,8 +87,9 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
         spreadsheet: the ME label workbook; searched in ``root`` and its parent if None.
 
     Returns:
-        One :class:`Clip` per spreadsheet row, in sheet order, defects noted (never raised);
-        ``.report`` counts them.
+        One :class:`Clip` per spreadsheet row, in sheet order, defects noted (never raised),
+        each clip once; ``.report`` counts them and the rows excluded, ``.report.details``
+        tells each row-level finding.
 
     Raises:
         FileNotFoundError: ``root`` or the spreadsheet is missing; ValueError: the
@@ -93,21 +100,23 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
     rows = match_columns(read_sheet(path, preferred_sheet(path, None, SHEET)), COLUMNS)
     require_columns(rows, REQUIRED_COLUMNS, path)
     report = LoadReport(NAME, rows=len(rows))
+    table = AnnotationTable(path, report, COLUMN_OF, segments=True)
     frames = FrameCache()
-    used: set[tuple[str, str]] = set()
-    clips = []
-    for i, row in enumerate(rows, start=2):
+    for row in rows:
         subject, filename = cell_text(row["Subject"]), cell_text(row["Filename"])
         if not subject or not filename:
-            report.exclude("row_unusable", f"{path.name} row {i}")
+            table.skip(row, "row_unusable", "Subject" if not subject else "Filename", "blank")
             continue
+        annotation = table.frames(row, FRAME_COLUMNS, allow_zero=True, minus_one_blank=True)
+        if annotation is None:
+            continue
+        onset, apex, offset = annotation
         folder = frame_folder(root, subject, filename)
         numbers, paths = frames(folder)
         clip = Clip(
-            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=unique_clip_id(used, subject, filename),
-            source=str(folder), frame_numbers=numbers, frame_paths=paths, onset=frame_index(row["Onset"]),
-            apex=frame_index(row["Apex"]), offset=frame_index(row["Offset"]), labels=split_labels(row["emotion"]),
+            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=filename, source=str(folder), frame_numbers=numbers,
+            frame_paths=paths, onset=onset, apex=apex, offset=offset, labels=split_labels(row["emotion"]),
             action_units=cell_text(row.get("AU")), fps=FPS,
         )
-        clips.append(note_defects(clip, report))
-    return ClipList(clips, report)
+        table.add(row, clip)
+    return table.result()

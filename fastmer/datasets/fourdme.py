@@ -21,6 +21,8 @@ fold_name are kept as written, stripped (subject ``"4dme/<sub_ID>"``, clip id
 
 Frames: a frame's number is the digits before its extension. A frame number 0 in the sheet
 is read as frame 0 only when the clip's folder has a frame 0, else as not annotated.
+Frame numbers are integers, integral floats or their text; ``-1``, ``/`` or a blank mean
+not annotated.
 Videos: a clip is a video when fold_name ends in a video extension, or when there is no
 ``<fold_name>`` folder but a ``<fold_name>.<ext>`` file. Its clip id is the name without
 the extension, no frames are listed (the loader never opens videos), Onset/Apex/Offset are
@@ -30,9 +32,13 @@ Views: every frame holds two synchronised views of the face side by side. This l
 returns ``view="full"`` clips; extraction splits them into the left and right halves with
 :meth:`~fastmer.datasets.clip.Clip.with_view` (uids ``...@left`` / ``...@right``).
 
-Every row becomes a clip, defects noted (a clip id repeated within a subject gets a
-suffix: ``x``, ``x_2``, ``x_3``...); rows without a sub_ID or fold_name are excluded
-and counted as ``row_unusable``.
+Every row becomes a clip, defects noted (a clip id repeated within a subject with another
+Onset/Offset gets a suffix: ``x``, ``x_2``, ``x_3``...). A row repeating an earlier one
+(same sub_ID, clip folder or video, Onset and Offset) is dropped: the first row's clip is
+kept once, noted ``duplicate_row``. Rows without a sub_ID or fold_name are excluded and
+counted as ``row_unusable``, rows with a frame number that cannot be read (``"abc"``,
+``12.5``, ``-5``) as ``frame_number_invalid``; ``report.details`` names the row (the
+sheet's row number) and the column of each.
 """
 
 from __future__ import annotations
@@ -40,18 +46,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastmer.datasets._common import (
+    AnnotationTable,
     FrameCache,
     cell_text,
     explicit_file,
     find_annotation_file,
     find_child,
-    frame_index,
     match_columns,
-    note_defects,
     read_sheet,
     require_columns,
     require_root,
-    unique_clip_id,
 )
 from fastmer.datasets.clip import VIDEO_EXTENSIONS, Clip
 from fastmer.datasets.labels import split_labels
@@ -62,6 +66,9 @@ FPS = 60.0
 SPREADSHEET_PATTERNS = ("*4DME*.xlsx",)
 REQUIRED_COLUMNS = ("sub_ID", "fold_name", "Onset", "Apex", "Offset", "Emotion")
 COLUMNS = (*REQUIRED_COLUMNS, "AUs")
+FRAME_COLUMNS = ("Onset", "Apex", "Offset")
+COLUMN_OF = {"subject": "sub_ID", "clip": "fold_name", "onset": "Onset", "apex": "Apex", "offset": "Offset",
+             "labels": "Emotion", "action_units": "AUs"}
 
 
 def find_spreadsheet(root: Path) -> Path:
@@ -90,8 +97,9 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
         spreadsheet: the label workbook; searched in ``root`` and its parent if None.
 
     Returns:
-        One :class:`Clip` per spreadsheet row, in sheet order, defects noted (never raised);
-        ``.report`` counts them.
+        One :class:`Clip` per spreadsheet row, in sheet order, defects noted (never raised),
+        each clip once; ``.report`` counts them and the rows excluded, ``.report.details``
+        tells each row-level finding.
 
     Raises:
         FileNotFoundError: ``root`` or the spreadsheet is missing; ValueError: the
@@ -102,13 +110,12 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
     rows = match_columns(read_sheet(path), COLUMNS)
     require_columns(rows, REQUIRED_COLUMNS, path)
     report = LoadReport(NAME, rows=len(rows))
+    table = AnnotationTable(path, report, COLUMN_OF, segments=True)
     frames = FrameCache()
-    used: set[tuple[str, str]] = set()
-    clips = []
-    for i, row in enumerate(rows, start=2):
+    for row in rows:
         subject, clip_id = cell_text(row["sub_ID"]), cell_text(row["fold_name"])
         if not subject or not clip_id:
-            report.exclude("row_unusable", f"{path.name} row {i}")
+            table.skip(row, "row_unusable", "sub_ID" if not subject else "fold_name", "blank")
             continue
         source = clip_source(root, subject, clip_id)
         is_video = source.suffix.lower() in VIDEO_EXTENSIONS
@@ -116,11 +123,14 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
             clip_id = Path(clip_id).stem
         numbers, paths = ((), ()) if is_video else frames(source)
         zero = is_video or (bool(numbers) and numbers[0] == 0)  # numbered from 0
-        onset, apex, offset = (frame_index(row[c], allow_zero=zero) for c in ("Onset", "Apex", "Offset"))
+        annotation = table.frames(row, FRAME_COLUMNS, allow_zero=zero, minus_one_blank=True)
+        if annotation is None:
+            continue
+        onset, apex, offset = annotation
         clip = Clip(
-            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=unique_clip_id(used, subject, clip_id),
-            source=str(source), frame_numbers=numbers, frame_paths=paths, onset=onset, apex=apex, offset=offset,
-            labels=split_labels(row["Emotion"]), action_units=cell_text(row.get("AUs")), fps=FPS,
+            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=clip_id, source=str(source), frame_numbers=numbers,
+            frame_paths=paths, onset=onset, apex=apex, offset=offset, labels=split_labels(row["Emotion"]),
+            action_units=cell_text(row.get("AUs")), fps=FPS,
         )
-        clips.append(note_defects(clip, report))
-    return ClipList(clips, report)
+        table.add(row, clip)
+    return table.result()

@@ -19,7 +19,12 @@ Columns (names matched ignoring case and punctuation; extra columns ignored):
   offset means the first / last frame found; a blank apex is not annotated
   (``apex_missing``). For a video they are 0-based frame indices and onset and offset are
   required (blank: noted ``onset_offset_invalid``); the loader never opens videos, so it
-  lists no frames for them (``frame_numbers``/``frame_paths`` stay empty).
+  lists no frames for them (``frame_numbers``/``frame_paths`` stay empty). A number is an
+  integer or an integral float (``123.0``, as pandas writes an integer column holding a
+  blank), as a number or as text; blank is an empty cell, NaN or a placeholder (``/``,
+  ``-``, ``n/a``: :data:`~fastmer.datasets._common.BLANK_CELLS`). Any other
+  value (``abc``, ``123.5``, a negative number such as ``-5`` or ``-1``) is not taken as
+  blank: the row is excluded as ``frame_number_invalid``.
 * optional columns: ``dataset`` (default ``"manifest"``), ``clip_id`` (default: the
   path's stem, i.e. the folder name or the video's name without extension; made unique
   within the subject with ``_2``, ``_3``... suffixes; rows of different views may share
@@ -27,24 +32,30 @@ Columns (names matched ignoring case and punctuation; extra columns ignored):
   unknown), ``action_units``.
 
 Rows without a subject or path are excluded and counted as ``row_unusable``, rows with an
-unknown view as ``invalid_view``; every other row becomes a clip with its defects noted
-(never raised).
+unknown view as ``invalid_view``, rows with an unreadable onset, apex or offset as
+``frame_number_invalid``; ``report.details`` names the row and the column of each (the row
+is the CSV/TSV file's line, the header being line 1; for Parquet, the 1-based record
+number). Every other row becomes a clip with its defects noted (never raised). A row
+repeating an earlier one (same dataset, subject, view, path, and onset and offset once
+blanks are resolved) is dropped: the first row's clip is kept once, noted
+``duplicate_row``, and ``report.details`` names both rows and any column on which they
+disagree.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fastmer.datasets._common import (
+    AnnotationTable,
+    SheetRow,
     cell_text,
-    frame_index,
     list_frames,
     match_columns,
-    note_defects,
     require_columns,
-    unique_clip_id,
 )
 from fastmer.datasets.clip import VIDEO_EXTENSIONS, VIEWS, Clip
 from fastmer.datasets.labels import split_labels
@@ -54,10 +65,39 @@ NAME = "manifest"
 REQUIRED_COLUMNS = ("subject", "path", "onset", "apex", "offset", "label")
 COLUMNS = (*REQUIRED_COLUMNS, "dataset", "clip_id", "view", "fps", "action_units")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+FRAME_COLUMNS = ("onset", "apex", "offset")
+COLUMN_OF = {"subject": "subject", "clip": "path", "view": "view", "onset": "onset", "apex": "apex",
+             "offset": "offset", "labels": "label", "action_units": "action_units"}
 
 
-def read_table(path: Path) -> list[dict[str, object]]:
-    """Rows of a CSV or Parquet manifest as dicts keyed by column (ValueError naming the file)."""
+def _records(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(physical line where it starts, fields) of each non-empty CSV record (a quoted field
+    may span lines)."""
+    consumed = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal consumed
+        for line in lines:
+            consumed += 1
+            yield line
+
+    reader = csv.reader(counted(), delimiter=delimiter)
+    while True:
+        start = consumed + 1
+        record = next(reader, None)
+        if record is None:
+            return
+        if record:
+            yield start, record
+
+
+def read_table(path: Path) -> list[SheetRow]:
+    """Rows of a CSV or Parquet manifest as dicts keyed by column (ValueError naming the file).
+
+    Each row is a :class:`~fastmer.datasets._common.SheetRow` numbered by the line it
+    starts on (CSV/TSV; the header is line 1, blank lines count) or its 1-based record
+    number (Parquet). CSV/TSV rows without any non-blank cell are left out.
+    """
     suffix = path.suffix.lower()
     if suffix not in (*PARQUET_SUFFIXES, ".csv", ".tsv"):
         raise ValueError(f"manifest {path}: unsupported format {suffix!r} (use .csv, .tsv or .parquet)")
@@ -65,10 +105,14 @@ def read_table(path: Path) -> list[dict[str, object]]:
         if suffix in PARQUET_SUFFIXES:
             import pyarrow.parquet as pq  # noqa: PLC0415
 
-            return pq.read_table(path).to_pylist()
+            return [SheetRow(row, n) for n, row in enumerate(pq.read_table(path).to_pylist(), start=1)]
         with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+            records = _records(f, "\t" if suffix == ".tsv" else ",")
+            header = [h.strip() for h in next(records, (0, []))[1]]
+            rows = [
+                SheetRow(((h, record[i] if i < len(record) else None) for i, h in enumerate(header)), line)
+                for line, record in records
+            ]
         return [row for row in rows if any(isinstance(v, str) and v.strip() for v in row.values())]
     except Exception as exc:  # csv, codecs and pyarrow raise many types for bad files
         raise ValueError(f"cannot read the manifest {path}: {exc}") from exc
@@ -81,14 +125,7 @@ def _header(path: Path) -> list[str]:
 
         return list(pq.read_schema(path).names)
     with path.open(newline="", encoding="utf-8-sig") as f:
-        return [h.strip() for h in next(csv.reader(f), [])]
-
-
-def _index(value: object) -> int | None:
-    """Frame cell -> int (0 allowed); blank, NaN and non-integers -> None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return frame_index(value, allow_zero=True)
+        return [h.strip() for h in next(_records(f, "\t" if path.suffix.lower() == ".tsv" else ","), (0, []))[1]]
 
 
 def _fps(value: object) -> float:
@@ -112,9 +149,10 @@ def load(root: str | Path) -> ClipList:
         root: the manifest file (CSV or Parquet).
 
     Returns:
-        One :class:`Clip` per usable row, in table order, defects noted (never raised);
-        ``.report`` (named after the rows' dataset when they share one, else
-        ``"manifest"``) counts them.
+        One :class:`Clip` per usable row, in table order, defects noted (never raised),
+        each clip once; ``.report`` (named after the rows' dataset when they share one,
+        else ``"manifest"``) counts them and the rows excluded, ``.report.details`` tells
+        each row-level finding (file, row, column).
 
     Raises:
         FileNotFoundError: the manifest is missing; ValueError: it cannot be read, or lacks
@@ -131,23 +169,25 @@ def load(root: str | Path) -> ClipList:
     base = path.parent
     names = {_text(row.get("dataset")) or NAME for row in rows}
     report = LoadReport(names.pop() if len(names) == 1 else NAME, rows=len(rows))
-    used: set[tuple[str, str]] = set()
-    clips = []
-    for i, row in enumerate(rows, start=2):
+    table = AnnotationTable(path, report, COLUMN_OF, segments=True)
+    for row in rows:
         dataset = _text(row.get("dataset")) or NAME
         subject, where = _text(row["subject"]), _text(row["path"])
         if not subject or not where:
-            report.exclude("row_unusable", f"{path.name} row {i}")
+            table.skip(row, "row_unusable", "subject" if not subject else "path", "blank")
             continue
         view = _text(row.get("view")).lower() or "full"
         if view not in VIEWS:
-            report.exclude("invalid_view", f"{path.name} row {i}")
+            table.skip(row, "invalid_view", "view", f"{_text(row.get('view'))!r} is not one of {', '.join(VIEWS)}")
             continue
+        annotation = table.frames(row, FRAME_COLUMNS, allow_zero=True, minus_one_blank=False)
+        if annotation is None:
+            continue
+        onset, apex, offset = annotation
         if subject.startswith(f"{dataset}/"):
             subject = subject[len(dataset) + 1:]
         source = Path(where).expanduser()
         source = source if source.is_absolute() else base / source
-        onset, apex, offset = (_index(row.get(c)) for c in ("onset", "apex", "offset"))
         is_video = source.suffix.lower() in VIDEO_EXTENSIONS
         numbers: tuple[int, ...] = ()
         paths: tuple[str, ...] = ()
@@ -159,10 +199,10 @@ def load(root: str | Path) -> ClipList:
         clip_id = _text(row.get("clip_id")) or (source.stem if is_video else source.name)
         subject = f"{dataset}/{subject}"
         clip = Clip(
-            dataset=dataset, subject=subject, clip_id=unique_clip_id(used, f"{subject}@{view}", clip_id),
-            source=str(source), frame_numbers=numbers, frame_paths=paths, onset=onset, apex=apex, offset=offset,
+            dataset=dataset, subject=subject, clip_id=clip_id, source=str(source), frame_numbers=numbers,
+            frame_paths=paths, onset=onset, apex=apex, offset=offset,
             labels=split_labels(_text(row["label"])), action_units=_text(row.get("action_units")), view=view,
             fps=_fps(row.get("fps")),
         )
-        clips.append(note_defects(clip, report))
-    return ClipList(clips, report)
+        table.add(row, clip)
+    return table.result()

@@ -31,7 +31,13 @@ sadness; positive = happiness; surprise; the default protocol of ``load("megc201
   row for them or their annotated emotion does not map (then they are also under
   ``label_not_in_megc2019-3class``). This is exactly the official list minus the clips
   returned.
-* ``duplicate_clip``: a second row for a clip already returned.
+* ``duplicate_clip``: a second clip with the uid of one already returned (a safety net:
+  the corpus loaders already return each clip once, noting a repeated spreadsheet row as
+  ``duplicate_row`` on the clip kept).
+* the corpus loaders' own exclusions (``row_unusable``, ``frame_number_invalid``: rows of
+  a spreadsheet that make no clip), under their names.
+
+``report.details`` gathers the corpus loaders' row-level findings (file, row, column).
 
 Official clips whose frames are absent are still members (noted ``folder_missing`` /
 ``frames_missing``, like any defect). ``report.defects`` holds the defects of the returned
@@ -196,7 +202,8 @@ def load(
     Returns:
         The member clips in the official list's order; ``.report`` (dataset
         ``"megc2019"``) counts the rows read, the defects of the returned clips and the
-        exclusions (see the module docstring). The per-corpus reports are not kept.
+        exclusions (see the module docstring), and holds the corpus reports' details.
+        The per-corpus reports are not kept.
 
     Raises:
         FileNotFoundError: a corpus folder or spreadsheet is missing; ValueError: a
@@ -218,6 +225,7 @@ def load(
         opts = {k: v for k, v in options[corpus].items() if v is not None}
         clips = _LOADERS[corpus].load(folders[corpus], **opts)
         report.rows += clips.report.rows
+        report.details.extend(clips.report.details)
         for reason, ids in clips.report.excluded.items():
             for uid in ids:
                 report.exclude(reason, uid)

@@ -18,11 +18,17 @@ ApexFrame, OffsetFrame, Action Units, Estimated Emotion, and optional remarks (i
 names are matched ignoring case and punctuation.
 Subject is kept as written, stripped (``"S01"`` -> subject ``"mmew/S01"``). Frames are
 numbered from 1 (the digits before the extension); a frame number 0 in the sheet is read as
-frame 0 only when the clip's folder has a frame 0, else as not annotated. 90 fps.
+frame 0 only when the clip's folder has a frame 0, else as not annotated. Frame numbers are
+integers, integral floats or their text; ``/``, ``-1`` or a blank mean not annotated.
+90 fps.
 
-Every row becomes a clip, defects noted (a clip id repeated within a subject gets a
-suffix: ``x``, ``x_2``, ``x_3``...); rows without a Subject or Filename are excluded
-and counted as ``row_unusable``.
+Every row becomes a clip, defects noted (a clip id repeated within a subject with another
+OnsetFrame/OffsetFrame gets a suffix: ``x``, ``x_2``, ``x_3``...). A row repeating an
+earlier one (same Subject, clip folder, OnsetFrame and OffsetFrame) is dropped: the first
+row's clip is kept once, noted ``duplicate_row``. Rows without a Subject or Filename are
+excluded and counted as ``row_unusable``, rows with a frame number that cannot be read
+(``"abc"``, ``12.5``, ``-5``) as ``frame_number_invalid``; ``report.details`` names the
+row (the sheet's row number) and the column of each.
 """
 
 from __future__ import annotations
@@ -30,18 +36,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastmer.datasets._common import (
+    AnnotationTable,
     cell_text,
     explicit_file,
     find_annotation_file,
     find_child,
-    frame_index,
     list_frames,
     match_columns,
-    note_defects,
     read_sheet,
     require_columns,
     require_root,
-    unique_clip_id,
 )
 from fastmer.datasets.clip import Clip
 from fastmer.datasets.labels import normalize_emotion, split_labels
@@ -53,6 +57,9 @@ SPREADSHEET_PATTERNS = ("MMEW_Micro_Exp.xlsx", "MMEW*Micro*.xlsx")
 EMOTIONS_FOLDER = "Micro_Expression"
 REQUIRED_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion")
 COLUMNS = (*REQUIRED_COLUMNS, "Action Units")
+FRAME_COLUMNS = ("OnsetFrame", "ApexFrame", "OffsetFrame")
+COLUMN_OF = {"subject": "Subject", "clip": "Filename", "onset": "OnsetFrame", "apex": "ApexFrame",
+             "offset": "OffsetFrame", "labels": "Estimated Emotion", "action_units": "Action Units"}
 
 
 def find_spreadsheet(root: Path) -> Path:
@@ -89,8 +96,9 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
         spreadsheet: the annotation workbook; searched in ``root`` and its parent if None.
 
     Returns:
-        One :class:`Clip` per spreadsheet row, in sheet order, defects noted (never raised);
-        ``.report`` counts them.
+        One :class:`Clip` per spreadsheet row, in sheet order, defects noted (never raised),
+        each clip once; ``.report`` counts them and the rows excluded, ``.report.details``
+        tells each row-level finding.
 
     Raises:
         FileNotFoundError: ``root`` or the spreadsheet is missing; ValueError: the
@@ -103,22 +111,24 @@ def load(root: str | Path, *, spreadsheet: str | Path | None = None) -> ClipList
     require_columns(rows, REQUIRED_COLUMNS, path)
     folders = _emotion_folders(base)
     report = LoadReport(NAME, rows=len(rows))
-    used: set[tuple[str, str]] = set()
-    clips = []
-    for i, row in enumerate(rows, start=2):
+    table = AnnotationTable(path, report, COLUMN_OF, segments=True)
+    for row in rows:
         subject, clip_id = cell_text(row["Subject"]), cell_text(row["Filename"])
         if not subject or not clip_id:
-            report.exclude("row_unusable", f"{path.name} row {i}")
+            table.skip(row, "row_unusable", "Subject" if not subject else "Filename", "blank")
             continue
         emotion = cell_text(row["Estimated Emotion"])
         folder = _clip_folder(base, folders, emotion, clip_id)
         numbers, paths = list_frames(folder)
         zero = bool(numbers) and numbers[0] == 0  # a clip numbered from 0
-        onset, apex, offset = (frame_index(row[c], allow_zero=zero) for c in ("OnsetFrame", "ApexFrame", "OffsetFrame"))
+        frames = table.frames(row, FRAME_COLUMNS, allow_zero=zero, minus_one_blank=True)
+        if frames is None:
+            continue
+        onset, apex, offset = frames
         clip = Clip(
-            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=unique_clip_id(used, subject, clip_id),
-            source=str(folder), frame_numbers=numbers, frame_paths=paths, onset=onset, apex=apex, offset=offset,
-            labels=split_labels(emotion), action_units=cell_text(row.get("Action Units")), fps=FPS,
+            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=clip_id, source=str(folder), frame_numbers=numbers,
+            frame_paths=paths, onset=onset, apex=apex, offset=offset, labels=split_labels(emotion),
+            action_units=cell_text(row.get("Action Units")), fps=FPS,
         )
-        clips.append(note_defects(clip, report))
-    return ClipList(clips, report)
+        table.add(row, clip)
+    return table.result()

@@ -17,13 +17,18 @@ Objective Classes, Notes. (If row 14 does not hold the columns, the first of the
 rows that does is used; column names are matched ignoring case and punctuation.) Subject
 is an integer (``6``) or text (``'006'``, noted as
 :attr:`~fastmer.datasets.report.Defect.SUBJECT_ID_TEXT`) -> subject ``"samm/006"``.
-Apex Frame may be ``-1`` or blank (not annotated). Estimated Emotion holds words such as
-``Anger``, ``Contempt``, ``Happiness``, ``Surprise``, ``Other`` (-> canonical ``"others"``).
-200 fps.
+Frame numbers are integers, integral floats or their text; Apex Frame may be ``-1``, ``/``
+or blank (not annotated; ``0`` too). Estimated Emotion holds words such as ``Anger``,
+``Contempt``, ``Happiness``, ``Surprise``, ``Other`` (-> canonical ``"others"``). 200 fps.
 
-Every row becomes a clip, its defects noted (a Filename repeated within a subject gets a
-suffix: ``x``, ``x_2``...); rows without a Subject or Filename, or with a Subject that is
-not a number (footnotes below the table), are excluded and counted as ``row_unusable``.
+Every row becomes a clip, its defects noted (a Filename repeated within a subject with
+another Onset/Offset Frame gets a suffix: ``x``, ``x_2``...). A row repeating an earlier
+one (same Subject, Filename, Onset Frame and Offset Frame) is dropped: the first row's
+clip is kept once, noted ``duplicate_row``. Rows without a Subject or Filename, or with a
+Subject that is not a number (footnotes below the table), are excluded and counted as
+``row_unusable``; rows with a frame number that cannot be read (``"abc"``, ``12.5``,
+``-5``) as ``frame_number_invalid``. ``report.details`` names the row (the sheet's row
+number) and the column of each.
 """
 
 from __future__ import annotations
@@ -32,19 +37,17 @@ import re
 from pathlib import Path
 
 from fastmer.datasets._common import (
+    AnnotationTable,
     cell_text,
     explicit_file,
     find_annotation_file,
-    frame_number,
     list_frames,
     locate_header_row,
     match_columns,
-    note_defects,
     preferred_sheet,
     read_sheet,
     require_columns,
     require_root,
-    unique_clip_id,
 )
 from fastmer.datasets.clip import Clip
 from fastmer.datasets.labels import split_labels
@@ -57,6 +60,9 @@ SHEET = "MICRO_ONLY"
 HEADER_ROW = 14
 REQUIRED_COLUMNS = ("Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame", "Estimated Emotion")
 COLUMNS = (*REQUIRED_COLUMNS, "Action Units")
+FRAME_COLUMNS = ("Onset Frame", "Apex Frame", "Offset Frame")
+COLUMN_OF = {"subject": "Subject", "clip": "Filename", "onset": "Onset Frame", "apex": "Apex Frame",
+             "offset": "Offset Frame", "labels": "Estimated Emotion", "action_units": "Action Units"}
 _FRAME_RE = re.compile(r"^.*_(\d+)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
 
 
@@ -66,10 +72,14 @@ def find_spreadsheet(root: Path) -> Path:
 
 
 def subject_folder(value: object) -> tuple[str, bool]:
-    """Subject cell (6, '006', ' 6') -> (folder name '006', whether it was text)."""
-    text = cell_text(value)
+    """Subject cell (6, '006', ' 6') -> (folder name '006', whether it was text).
+
+    Raises:
+        ValueError: the cell is blank or not a subject number.
+    """
+    text = cell_text(value) if not isinstance(value, bool) else ""
     if not text.isdigit():
-        raise ValueError(f"unrecognised Subject value {value!r}")
+        raise ValueError(f"{value!r} is not a subject number" if text else "blank, not a subject number")
     return f"{int(text):03d}", isinstance(value, str)
 
 
@@ -86,7 +96,8 @@ def load(
 
     Returns:
         One :class:`Clip` per spreadsheet row, in sheet order, with annotation defects
-        noted (never raised); ``.report`` counts them.
+        noted (never raised), each clip once; ``.report`` counts them and the rows
+        excluded, ``.report.details`` tells each row-level finding.
 
     Raises:
         FileNotFoundError: ``root`` or the spreadsheet is missing; ValueError: the
@@ -105,27 +116,30 @@ def load(
             raise ValueError(f"{path} (sheet {sheet or 'first'}): no header row with {', '.join(REQUIRED_COLUMNS)}")
     require_columns(rows, REQUIRED_COLUMNS, path, f" (sheet {sheet or 'first'}, header row {header_row})")
     report = LoadReport(NAME, rows=len(rows))
-    used: set[tuple[str, str]] = set()
-    clips = []
-    for i, row in enumerate(rows, start=header_row + 1):
-        clip_id = cell_text(row["Filename"])
+    table = AnnotationTable(path, report, COLUMN_OF, segments=True)
+    for row in rows:
         try:
             subject, was_text = subject_folder(row["Subject"])
-        except ValueError:
-            subject, was_text = "", False
-        if not subject or not clip_id:
-            report.exclude("row_unusable", f"{path.name} row {i}")
+        except ValueError as exc:
+            table.skip(row, "row_unusable", "Subject", str(exc))
             continue
+        clip_id = cell_text(row["Filename"])
+        if not clip_id:
+            table.skip(row, "row_unusable", "Filename", "blank")
+            continue
+        frames = table.frames(row, FRAME_COLUMNS, allow_zero=False, minus_one_blank=True)
+        if frames is None:
+            continue
+        onset, apex, offset = frames
         folder = root / subject / clip_id
         numbers, paths = list_frames(folder, _FRAME_RE)
         clip = Clip(
-            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=unique_clip_id(used, subject, clip_id),
-            source=str(folder), frame_numbers=numbers, frame_paths=paths, onset=frame_number(row["Onset Frame"]),
-            apex=frame_number(row["Apex Frame"]), offset=frame_number(row["Offset Frame"]),
-            labels=split_labels(row["Estimated Emotion"]), action_units=cell_text(row.get("Action Units")),
-            fps=FPS, notes=(Defect.SUBJECT_ID_TEXT.value,) if was_text else (),
+            dataset=NAME, subject=f"{NAME}/{subject}", clip_id=clip_id, source=str(folder), frame_numbers=numbers,
+            frame_paths=paths, onset=onset, apex=apex, offset=offset, labels=split_labels(row["Estimated Emotion"]),
+            action_units=cell_text(row.get("Action Units")), fps=FPS,
+            notes=(Defect.SUBJECT_ID_TEXT.value,) if was_text else (),
         )
-        if was_text:
-            report.note(Defect.SUBJECT_ID_TEXT, clip.uid)
-        clips.append(note_defects(clip, report))
-    return ClipList(clips, report)
+        kept = table.add(row, clip)
+        if kept is not None and was_text:
+            report.note(Defect.SUBJECT_ID_TEXT, kept.uid)
+    return table.result()

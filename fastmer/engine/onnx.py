@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,6 +15,9 @@ from typing import Any
 import numpy as np
 
 METADATA_KEY = "fastmer"
+# The sha256 of the graph's weights (:func:`weights_sha256`), a second metadata entry: the
+# model's own record, checked when its sidecar (which hashes the whole file) is absent.
+WEIGHTS_KEY = "fastmer_weights_sha256"
 DEFAULT_OPSET = 18
 
 
@@ -81,8 +85,9 @@ def model_to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, probe: Any = None, 
         )
     proto = program.model_proto
     metadata = {**model.config, "input_name": "features", "output_name": "logits"}
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    for key, value in ((METADATA_KEY, json.dumps(metadata)), (WEIGHTS_KEY, weights_sha256(proto))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
     with torch.no_grad():
         expected = model(probe).numpy()
@@ -91,6 +96,110 @@ def model_to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, probe: Any = None, 
     if diff > tolerance:
         raise RuntimeError(f"ONNX export of {model.config['model']} disagrees with PyTorch by {diff:.3g} (> {tolerance})")
     return proto, diff
+
+
+def weights_sha256(proto: Any) -> str:
+    """sha256 of an ONNX model's weights: every initializer of its graph (sparse ones
+    included) and every tensor attribute of its nodes (``Constant``), with their names,
+    types and shapes, in a fixed order.
+
+    Computed from the tensors' values (``onnx.numpy_helper``), not from the file's bytes, so
+    it lives in the model's own metadata without covering itself, and it does not depend on
+    how protobuf lays the file out. The graph's structure is covered by the sidecar's
+    ``onnx_sha256`` (the whole file).
+    """
+    from onnx import AttributeProto, numpy_helper  # noqa: PLC0415
+
+    digest = hashlib.sha256()
+
+    def add(kind: str, name: str, tensor: Any) -> None:
+        array = numpy_helper.to_array(tensor)
+        digest.update(json.dumps([kind, name, int(tensor.data_type), [int(d) for d in tensor.dims]]).encode())
+        if array.dtype == object:  # strings: each one's length, then its bytes
+            for item in array.ravel():
+                item = item if isinstance(item, bytes) else str(item).encode()
+                digest.update(len(item).to_bytes(8, "little") + item)
+        else:  # the values in little-endian order, whatever this machine's
+            digest.update(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
+
+    graph = proto.graph
+    for tensor in sorted(graph.initializer, key=lambda t: t.name):
+        add("initializer", tensor.name, tensor)
+    for sparse in sorted(graph.sparse_initializer, key=lambda t: t.values.name):
+        add("sparse.values", sparse.values.name, sparse.values)
+        add("sparse.indices", sparse.values.name, sparse.indices)
+    nodes = [*graph.node, *(node for function in proto.functions for node in function.node)]
+    for k, node in enumerate(nodes):
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.TENSOR:
+                add("attribute", f"{k}:{node.op_type}:{attribute.name}", attribute.t)
+            elif attribute.type == AttributeProto.TENSORS:
+                for j, tensor in enumerate(attribute.tensors):
+                    add("attribute", f"{k}:{node.op_type}:{attribute.name}:{j}", tensor)
+    return digest.hexdigest()
+
+
+def read_onnx_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar of an exported ``.onnx`` (:func:`sidecar_path`), or ``{}`` when there is none.
+
+    Raises:
+        ValueError: the sidecar is not a JSON object.
+    """
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        sidecar = json.loads(side.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{side} (the sidecar of {path}) is not valid JSON: {exc}") from exc
+    if not isinstance(sidecar, dict):
+        raise ValueError(f"{side} (the sidecar of {path}) is not a JSON object")
+    return sidecar
+
+
+def check_onnx_bytes(path: str | Path, blob: bytes, sidecar: dict[str, Any]) -> bool:
+    """Check an ``.onnx`` file's bytes against the ``onnx_sha256`` its sidecar records.
+
+    Returns:
+        True when the sidecar records a hash (and it matches); False when it records none.
+
+    Raises:
+        ValueError: the bytes are not those exported (the file is corrupt or was replaced).
+    """
+    expected = sidecar.get("onnx_sha256")
+    if not expected:
+        return False
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != expected:
+        raise ValueError(f"{path} is corrupt or was replaced: sha256 {digest}, expected {expected} (recorded in "
+                         f"{sidecar_path(path).name} at export)")
+    return True
+
+
+def check_onnx_weights(path: str | Path, blob: bytes) -> bool:
+    """Check an exported model's weights against the hash in its metadata (:data:`WEIGHTS_KEY`).
+
+    Returns:
+        True when the metadata records a hash (and it matches); False when it records none
+        (a model exported before fastmer recorded it).
+
+    Raises:
+        ValueError: the weights are not those exported (the file is corrupt or was replaced).
+    """
+    import onnx  # noqa: PLC0415
+
+    try:
+        proto = onnx.load_model_from_string(blob)
+    except Exception as exc:  # any parse failure means: not a usable ONNX file
+        raise ValueError(f"{path} is not a readable ONNX model: {exc}") from exc
+    expected = {entry.key: entry.value for entry in proto.metadata_props}.get(WEIGHTS_KEY)
+    if not expected:
+        return False
+    digest = weights_sha256(proto)
+    if digest != expected:
+        raise ValueError(f"{path} is corrupt or was replaced: sha256 {digest}, expected {expected} (the sha256 of its "
+                         "weights, recorded in its metadata at export)")
+    return True
 
 
 SIDECAR_FORMAT = "fastmer-engine"
@@ -155,13 +264,13 @@ def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET,
     class names, label protocol and multi-label thresholds, the input (store columns,
     channels, shape, stacked views), the extraction parameters' hash (and the parameters,
     when the store is there), the weights' and the ONNX file's sha256, fastmer and opset
-    versions, and the check's inputs and ``max_abs_diff``.
+    versions, and the check's inputs and ``max_abs_diff``. The ONNX file's metadata records
+    its config and the sha256 of its weights (:func:`weights_sha256`).
+    :class:`OnnxEngine` checks the file against both hashes before running it.
 
     Returns:
         The sidecar.
     """
-    import hashlib  # noqa: PLC0415
-
     from fastmer import __version__  # noqa: PLC0415
     from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
@@ -204,10 +313,21 @@ def export_onnx(run: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET,
 class OnnxEngine:
     """An exported fastmer model in ONNX Runtime.
 
+    Opening it checks that the file is the one exported: its sha256 against the
+    ``onnx_sha256`` of its sidecar (``model.onnx.json``) when the sidecar is there, else the
+    sha256 of its weights against the one in its own metadata (:func:`weights_sha256`;
+    models exported before fastmer recorded it are not checked). ONNX Runtime runs the
+    bytes that were checked.
+
     Args:
         path: ``.onnx`` file written by :func:`export_onnx`.
         providers: ONNX Runtime execution providers (default: those of
             :data:`PROVIDER_PREFERENCE` this ONNX Runtime has: TensorRT, CUDA, then CPU).
+
+    Raises (on construction):
+        FileNotFoundError: no such file. ValueError: not a loadable ONNX model, no fastmer
+        metadata (not exported by ``fastmer export``), or a file that is corrupt or was
+        replaced (its sha256 and the expected one named).
     """
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, *, _model: bytes | None = None) -> None:
@@ -216,22 +336,24 @@ class OnnxEngine:
         self.path = Path(path)
         if _model is None and not self.path.is_file():
             raise FileNotFoundError(f"engine {self.path} does not exist")
+        self.sidecar: dict[str, Any] = read_onnx_sidecar(self.path) if _model is None else {}
+        blob = _model if _model is not None else self.path.read_bytes()
+        whole_file_checked = check_onnx_bytes(self.path, blob, self.sidecar)
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in PROVIDER_PREFERENCE if p in available]
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(_model if _model is not None else str(self.path), options,
-                                                providers=providers)
+            self.session = ort.InferenceSession(blob, options, providers=providers)
         except Exception as exc:
             raise ValueError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise ValueError(f"{self.path} has no fastmer metadata; export it with `fastmer export`")
+        if not whole_file_checked:
+            check_onnx_weights(self.path, blob)
         self.config: dict[str, Any] = json.loads(meta[METADATA_KEY])
-        side = sidecar_path(self.path)
-        self.sidecar: dict[str, Any] = json.loads(side.read_text()) if _model is None and side.is_file() else {}
         self.classes = tuple(self.config["classes"])
         self.providers = self.session.get_providers()
 

@@ -62,7 +62,15 @@ class TorchEngine:
 def open_engine(path: str | Path, *, device: str = "auto", compile: bool = False,  # noqa: A002
                 providers: list[str] | None = None) -> Any:
     """The engine at ``path``: a run directory (PyTorch), an ``.onnx`` file (ONNX Runtime) or a
-    ``.plan`` (TensorRT, :class:`~fastmer.engine.tensorrt.TensorRTEngine`)."""
+    ``.plan`` (TensorRT, :class:`~fastmer.engine.tensorrt.TensorRTEngine`).
+
+    Every kind is checked against the sha256 recorded when it was written (a run's
+    ``model.json``, an ONNX file's sidecar or metadata, a plan's sidecar) before it runs.
+
+    Raises:
+        FileNotFoundError: no engine at ``path``.
+        ValueError: not an engine fastmer wrote, or one that is corrupt or was replaced.
+    """
     from fastmer.engine.onnx import OnnxEngine  # noqa: PLC0415
 
     path = Path(path)

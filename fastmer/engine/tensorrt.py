@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmer.engine.onnx import sidecar_path
+from fastmer.engine.onnx import check_onnx_bytes, sidecar_path
 
 INSTALL = "pip install 'fastmer[tensorrt]' (TensorRT 11 and NVIDIA ModelOpt; needs an NVIDIA GPU and driver)"
 SLOTS = 2  # execution contexts (and optimisation profiles) the runtime alternates between
@@ -122,6 +122,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, min_batch: int = 1, 
     if not onnx_sidecar.is_file():
         raise ValueError(f"{onnx_path} has no sidecar {onnx_sidecar.name}: export the model with `fastmer export`")
     sidecar = json.loads(onnx_sidecar.read_text())
+    check_onnx_bytes(onnx_path, onnx_path.read_bytes(), sidecar)  # a corrupt export is named before TensorRT is needed
     sidecar["model_config"] = onnx_model_config(onnx_path)
     target = current_target()  # raises without TensorRT or a GPU, before any work
     trt = import_tensorrt()

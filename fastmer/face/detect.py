@@ -179,7 +179,8 @@ class YuNetFaceDetector(FaceDetector):
     (YuNet finds faces >= ~10 px; micro-expression faces fill much of the frame).
 
     Args:
-        model: the ONNX file (``fastmer models fetch yunet`` puts it in the cache).
+        model: the ONNX file (``fastmer models fetch yunet`` puts it in the cache; the cached
+            file is checked against its pinned sha256 here, :func:`fastmer.hub.check_cached`).
         score_threshold: minimum confidence.
         nms_threshold: IoU for non-maximum suppression.
         max_side: long side the image is resized to before detection, if larger.
@@ -188,9 +189,12 @@ class YuNetFaceDetector(FaceDetector):
 
     def __init__(self, model: str | Path, score_threshold: float = 0.7, nms_threshold: float = 0.3,
                  max_side: int = 640, rgb: bool = True) -> None:
+        from fastmer.hub import check_cached  # noqa: PLC0415
+
         self.model = Path(model)
         if not self.model.is_file():
             raise FileNotFoundError(f"YuNet model {self.model} not found (fastmer models fetch yunet)")
+        check_cached(self.model)  # the cached copy is checked against its pinned sha256 on every load
         if not hasattr(cv2, "FaceDetectorYN"):
             raise RuntimeError(f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs OpenCV >= 4.5.4)")
         self.score_threshold = score_threshold
@@ -251,7 +255,8 @@ def make_detector(name: str = "auto", model: str | Path | None = None) -> tuple[
     model (given or cached); ``haar`` ignores ``model``.
 
     Raises:
-        ValueError: unknown name, or ``yunet`` without a model file.
+        ValueError: unknown name, ``yunet`` without a model file, or a cached model whose
+            sha256 is not the pinned one (corrupt or replaced: never silently swapped for Haar).
     """
     if name not in FACE_DETECTORS:
         raise ValueError(f"face detector must be one of {', '.join(FACE_DETECTORS)}, got {name!r}")

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fastmer import __version__
+from fastmer.outputs import OutputRefused, is_store
 from fastmer.store import schema
 
 
@@ -206,16 +207,17 @@ class StoreWriter:
         self._started = False  # store.json says incomplete since this writer began writing
 
         if self.path.exists() and not self.path.is_dir():
-            if not overwrite:
-                raise FileExistsError(f"store {self.path} already exists and is not empty (it is a file; "
-                                      "use --overwrite to replace it)")
-            self.path.unlink()
+            raise OutputRefused(f"store {self.path} is a file, not a fastmer feature store; refusing to replace it "
+                                "(choose another --out)")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
-            if overwrite:
-                for entry in self.path.iterdir():
-                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            if overwrite and not _is_fresh(self.path):
+                if not is_store(self.path):
+                    raise OutputRefused(f"store {self.path} is not empty and is not a fastmer feature store (no "
+                                        f"{schema.META_FILE} of format {schema.FORMAT}); refusing to overwrite it even "
+                                        "with --overwrite (choose another --out)")
+                self._remove_store()
             elif not _is_fresh(self.path):
                 self._resume(retry_errors)
             self._remove_temporaries()
@@ -243,6 +245,13 @@ class StoreWriter:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+
+    def _remove_store(self) -> None:
+        """What a store consists of (its metadata and shard folders), and nothing else a user put there."""
+        for name in (schema.CLIPS_DIR, schema.ERRORS_DIR):
+            if (self.path / name).is_dir() and not (self.path / name).is_symlink():
+                shutil.rmtree(self.path / name)
+        (self.path / schema.META_FILE).unlink(missing_ok=True)
 
     def _remove_temporaries(self) -> None:
         """Delete the temporary files a killed run left (we hold the lock: nobody writes them)."""

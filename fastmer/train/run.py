@@ -39,6 +39,7 @@ from fastmer import __version__
 from fastmer.datasets.labels import LabelProtocol, get_protocol
 from fastmer.models import MODELS, ModelEntry, TrainRecipe, get_entry
 from fastmer.models.model import MERModel
+from fastmer.outputs import check_output_dir, is_run
 from fastmer.store import FeatureStore
 from fastmer.store import open as open_store
 from fastmer.store.writer import atomic_write_bytes, atomic_write_table
@@ -199,6 +200,48 @@ def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protoco
             data.phases = torch.stack([prepare(torch.cat([p[:, :half] for p in parts], dim=1)),
                                        prepare(torch.cat([p[:, half:] for p in parts], dim=1))], dim=1)
     return data
+
+
+def _class_counts(data: _Data, rows: Sequence[int] | np.ndarray, classes: Sequence[str],
+                  multilabel: bool) -> dict[str, int]:
+    """How many clips of ``rows`` have each target: a class name, or a multi-label set
+    (``"a+b"``, ``"none"`` for no class); clips, not views, when views are separate samples."""
+    y = data.y.cpu()
+    seen: dict[str, set[str]] = {}
+    for j in np.asarray(rows, dtype=np.int64).tolist():
+        if multilabel:
+            target = "+".join(c for c, on in zip(classes, y[j].tolist(), strict=True) if on) or "none"
+        else:
+            target = classes[int(y[j])]
+        seen.setdefault(target, set()).add(data.clips[j] if data.clips is not None else data.uids[j])
+    return {target: len(clips) for target, clips in sorted(seen.items())}
+
+
+def _check_classes(data: _Data, folds: Sequence[Fold], classes: Sequence[str], multilabel: bool, store: str | Path,
+                   labels: str) -> None:
+    """Refuse a run whose clips, or a fold's training clips, all have one class (one label set
+    when multi-label): such a model can only ever predict that class, and its scores mean nothing.
+
+    Raises:
+        ValueError: naming the class, the clip count and the fold.
+    """
+    what, whats = ("label set", "label sets") if multilabel else ("class", "classes")
+    counts = _class_counts(data, range(len(data.y)), classes, multilabel)
+    if len(counts) < 2:
+        (target, n), = counts.items()
+        excluded = f"; {len(data.excluded)} other clip(s) excluded by it" if data.excluded else ""
+        raise ValueError(f"every clip of {store} has the same {what} under label protocol {labels}: {target!r} "
+                         f"({n} clips{excluded}); training needs clips of at least two {whats} (check the store's "
+                         "labels, or choose another --labels)")
+    for fold in folds:
+        trained = _class_counts(data, fold.train, classes, multilabel)
+        if len(trained) < 2:
+            (target, n), = trained.items()
+            tested = _class_counts(data, fold.test, classes, multilabel)
+            within = f" (trained within dataset {fold.dataset})" if fold.dataset else ""
+            raise ValueError(f"fold {fold.name}{within} would train on a single {what}: its {n} training clips are all "
+                             f"{target!r} (its test clips: {', '.join(f'{t!r} ({k})' for t, k in tested.items())}); a "
+                             f"model trained on one {what} predicts nothing else: choose another --protocol or --labels")
 
 
 def _check_augment(augment: Sequence[str], entry: ModelEntry, store: FeatureStore,
@@ -513,16 +556,21 @@ def train(
         input_size: network input side, overriding the registry's (area resampling).
         weights: safetensors file every fold and the final model start from
             (:meth:`MERModel.match_initial_weights`); recorded with its sha256.
-        overwrite: allow a non-empty ``out``.
+        overwrite: replace a run in ``out`` (a non-empty folder that is not a fastmer run is refused).
         log: callable receiving progress lines.
 
     Returns:
         The report (also written to ``out/report.json``).
+
+    Raises:
+        ValueError: bad arguments, a store the model cannot read, or labels nothing can be
+            learnt from: every clip kept by ``labels`` of one class (one label set when
+            multi-label), or a fold whose training clips all are (named, with the count).
+            Nothing is trained or written then.
     """
     log = log or (lambda line: None)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"run directory {out} is not empty (use --overwrite)")
+    out = check_output_dir(out, overwrite=overwrite, recognise=is_run, kind="fastmer training run",
+                           inputs=[store_path, weights], option="run directory")
     entry = get_entry(model)
     if entry.fitter == "solver" and recipe is not None:
         raise ValueError(f"{model} is fitted by a solver, not by gradient descent: it takes no training recipe")
@@ -550,12 +598,13 @@ def train(
         if entry.fitter == "solver":
             raise ValueError(f"{model} is solved exactly; it takes no starting weights")
         initial, initial_info = template.match_initial_weights(weights)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data = _prepare(store, template, entry, label_protocol, augment, layout)
     folds = make_folds(protocol, data.subjects, datasets=data.datasets, k=k, test_fraction=test_fraction, seed=seed)
     check_folds(folds, data.subjects, every_clip_once=protocol in EXHAUSTIVE_PROTOCOLS)
     classes = label_protocol.classes
+    _check_classes(data, folds, classes, multilabel, store_path, labels)  # before anything is trained or written
+    out.mkdir(parents=True, exist_ok=True)
     num_classes = len(classes)
     if fold_batch is not None and fold_batch < 1:
         raise ValueError(f"fold_batch must be >= 1 (or None), got {fold_batch}")
@@ -741,9 +790,8 @@ def train_seeds(store_path: str | Path, out: str | Path, seeds: Sequence[int], *
     """
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be at least two distinct integers, got {list(seeds)}")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"run directory {out} is not empty (use --overwrite)")
+    out = check_output_dir(out, overwrite=overwrite, recognise=is_run, kind="fastmer training run",
+                           inputs=[store_path, options.get("weights")], option="run directory")
     log = log or (lambda line: None)
     reports = {}
     for seed in seeds:

@@ -112,3 +112,116 @@ def test_export_sidecar_and_check_on_real_clips(tiny_store, tiny_run, synthetic_
     with pytest.raises(RuntimeError, match="disagrees with PyTorch"):
         export_onnx(tiny_run, tmp_path / "y.onnx", tolerance=-1.0)
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
+
+
+def _flip_weight_byte(path):
+    """Flip one byte inside the largest weight initializer of an .onnx file, in place."""
+    import onnx
+
+    blob = bytearray(path.read_bytes())
+    largest = max(onnx.load_model_from_string(bytes(blob)).graph.initializer, key=lambda t: len(t.raw_data))
+    raw = largest.raw_data
+    at = bytes(blob).find(raw)
+    assert len(raw) >= 64 and at > 0 and bytes(blob).find(raw, at + 1) == -1
+    blob[at + len(raw) // 2 + 3] ^= 0xFF  # the high byte of a float32: a large change of one weight
+    path.write_bytes(bytes(blob))
+
+
+def _copy_engine(engine_path, to, sidecar=True):
+    import shutil
+
+    from fastmer.engine.onnx import sidecar_path
+
+    to.mkdir()
+    shutil.copy(engine_path, to / "model.onnx")
+    if sidecar:
+        shutil.copy(sidecar_path(engine_path), sidecar_path(to / "model.onnx"))
+    return to / "model.onnx"
+
+
+def test_a_flipped_weight_byte_is_refused(engine_path, tiny_store, tmp_path):
+    """Issue 17: one byte of a weight changed predictions by up to 0.9999 and scoring exited 0."""
+    import hashlib
+    import json
+    import re
+
+    import onnx
+    from click.testing import CliRunner
+
+    from fastmer.cli import main
+    from fastmer.engine.onnx import WEIGHTS_KEY, sidecar_path, weights_sha256
+
+    # the export records the whole file's sha256 in the sidecar and the weights' in the metadata
+    proto = onnx.load(str(engine_path))
+    recorded = {e.key: e.value for e in proto.metadata_props}[WEIGHTS_KEY]
+    assert recorded == weights_sha256(proto)
+    expected_file = json.loads(sidecar_path(engine_path).read_text())["onnx_sha256"]
+
+    # with its sidecar: the file's bytes are checked
+    path = _copy_engine(engine_path, tmp_path / "with_sidecar")
+    _flip_weight_byte(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    message = f"{re.escape(str(path))} is corrupt or was replaced: sha256 {digest}, expected {expected_file}"
+    with pytest.raises(ValueError, match=message):
+        open_engine(path)
+    with pytest.raises(ValueError, match=message):
+        OnnxEngine(path)
+    result = CliRunner().invoke(main, ["infer", str(tiny_store), "--engine", str(path), "-o", str(tmp_path / "p.parquet")])
+    assert result.exit_code != 0 and "is corrupt or was replaced" in result.output, result.output
+    assert not (tmp_path / "p.parquet").exists()
+    # a TensorRT build from it is refused before TensorRT is needed (so here too, without TensorRT)
+    result = CliRunner().invoke(main, ["engine", "build", str(path), "-o", str(tmp_path / "m.plan")])
+    assert result.exit_code != 0 and "is corrupt or was replaced" in result.output, result.output
+
+    # without its sidecar: the weights are checked against the hash in the model's own metadata
+    path = _copy_engine(engine_path, tmp_path / "alone", sidecar=False)
+    assert open_engine(path).run(np.zeros((1, 4, 128, 128), np.float32)).shape == (1, 3)  # intact: opens
+    _flip_weight_byte(path)
+    actual = weights_sha256(onnx.load(str(path)))
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))} is corrupt or was replaced: sha256 {actual}, "
+                                         f"expected {recorded}"):
+        open_engine(path)
+
+
+def test_weights_hash_covers_values_not_layout():
+    """The metadata's weights hash: the same tensors stored raw or typed, in any order, hash alike."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastmer.engine.onnx import weights_sha256
+
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    raw = numpy_helper.from_array(w, "w")
+    typed = helper.make_tensor("w", TensorProto.FLOAT, [2, 3], w.ravel().tolist())
+    bias = numpy_helper.from_array(np.ones(2, np.float32), "b")
+    out = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]
+
+    def model(*initializers):
+        return helper.make_model(helper.make_graph([helper.make_node("Identity", ["b"], ["y"])], "g", [], out,
+                                                   initializer=list(initializers)))
+
+    assert weights_sha256(model(raw, bias)) == weights_sha256(model(bias, typed))
+    w[1, 2] = 7.0
+    assert weights_sha256(model(numpy_helper.from_array(w, "w"), bias)) != weights_sha256(model(raw, bias))
+
+
+def test_older_exports_and_third_party_models(engine_path, tmp_path):
+    """An export from before the weights hash (no sidecar) still opens; a model without fastmer's
+    metadata is refused as before."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fastmer.engine.onnx import WEIGHTS_KEY
+
+    proto = onnx.load(str(engine_path))
+    kept = [e for e in proto.metadata_props if e.key != WEIGHTS_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx.save(proto, str(tmp_path / "older.onnx"))
+    assert open_engine(tmp_path / "older.onnx").classes == ("negative", "positive", "surprise")
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "other.onnx"))
+    with pytest.raises(ValueError, match="has no fastmer metadata; export it with `fastmer export`"):
+        open_engine(tmp_path / "other.onnx")

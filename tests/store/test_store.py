@@ -86,13 +86,31 @@ def test_crash_keeps_finished_shards_and_marks_incomplete(tmp_path):
     assert len(store) == 3 and not store.complete
 
 
-def test_refuses_to_overwrite_unless_asked(tmp_path):
+def test_never_overwrites_what_is_not_a_store(tmp_path):
+    """--overwrite replaces a store, not a folder of other things nor a file (issue 17: `extract victim -o victim`)."""
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="already exists and is not empty"):
         StoreWriter(tmp_path / "s", SPEC, {})
-    StoreWriter(tmp_path / "s", SPEC, {}, overwrite=True).close()
-    assert not (tmp_path / "s" / "keep.txt").exists()
+    with pytest.raises(FileExistsError, match=r"s is not empty and is not a fastmer feature store.*even with --overwrite"):
+        StoreWriter(tmp_path / "s", SPEC, {}, overwrite=True)
+    assert (tmp_path / "s" / "keep.txt").read_text() == "x" and sorted(p.name for p in (tmp_path / "s").iterdir()) == ["keep.txt"]
+    (tmp_path / "f").write_text("data")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="f is a file, not a fastmer feature store"):
+            StoreWriter(tmp_path / "f", SPEC, {}, overwrite=overwrite)
+    assert (tmp_path / "f").read_text() == "data"
+
+
+def test_overwrite_replaces_the_store_and_only_the_store(tmp_path):
+    with StoreWriter(tmp_path / "s", SPEC, {"a": 1}) as writer:
+        writer.add(row(0), tensors(0))
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    with StoreWriter(tmp_path / "s", SPEC, {"a": 2}, overwrite=True) as writer:
+        writer.add(row(1), tensors(1))
+    store = fstore.open(tmp_path / "s")
+    assert len(store) == 1 and store.meta["params"] == {"a": 2}
+    assert (tmp_path / "s" / "notes.txt").read_text() == "mine"
 
 
 def test_wrong_tensor_shape_and_unknown_names(tmp_path):
