@@ -34,8 +34,10 @@ FLOW_REPRESENTATIONS = frozenset({"flow_onset_apex", "flow_phases", "cof", "mm_c
 # Frame decoders (fastmer.decode): auto picks DALI when installed and able, else PyAV for
 # video and OpenCV for images; the dali-cpu/dali-gpu variants force where DALI runs.
 DECODERS = ("auto", "dali", "pyav", "opencv", "dali-cpu", "dali-gpu")
-# Face detectors (fastmer.face): auto = YuNet when its model is given or cached, else Haar.
-FACE_DETECTORS = ("auto", "yunet", "haar")
+# Face detectors (fastmer.face): auto = YuNet when its model is given or cached, else Haar;
+# none = the frames are face crops already (CASME II's and SAMM's cropped releases): each
+# frame is used whole.
+FACE_DETECTORS = ("auto", "yunet", "haar", "none")
 # One face box per clip: found on the onset frame, or the union over frames sampled across the clip.
 FACE_BOX_MODES = ("onset", "union")
 # full: each frame is one view; split: side-by-side frames (4DME) become left and right views.

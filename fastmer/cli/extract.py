@@ -44,7 +44,8 @@ DEFAULTS = ExtractConfig()
 @click.option("--decoder", type=click.Choice(DECODERS), default=DEFAULTS.decoder,
               help="Frame decoder (auto: DALI when installed and able, else PyAV/OpenCV).")
 @click.option("--face-detector", type=click.Choice(FACE_DETECTORS), default=DEFAULTS.face_detector,
-              help="auto: YuNet when --face-model is given or the model is cached, else the Haar cascade.")
+              help="auto: YuNet when --face-model is given or the model is cached, else the Haar cascade; "
+                   "none: the frames are face crops already (e.g. CASME II's Cropped release), used whole.")
 @click.option("--face-model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YuNet ONNX model [default: the cached one, see `fastmer models fetch yunet`].")
 @click.option("--face-box", type=click.Choice(FACE_BOX_MODES), default=DEFAULTS.face_box,

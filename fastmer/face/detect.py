@@ -108,6 +108,20 @@ class FaceDetector:
         return face
 
 
+class WholeFrameDetector(FaceDetector):
+    """For frames that are face crops already (``--face-detector none``): the face is the whole
+    frame. :func:`~fastmer.face.track.locate_face` then crops nothing (no square, no margin):
+    each frame is resized to the crop size as it is, as the papers that use CASME II's and
+    SAMM's cropped releases do. No eyes are known, so nothing is aligned."""
+
+    name = "none"
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        _check_image(image)
+        height, width = image.shape[:2]
+        return [Face(FaceBox(0, 0, width, height), 1.0)]
+
+
 class HaarFaceDetector(FaceDetector):
     """Viola-Jones frontal-face detector with OpenCV's bundled cascade; eyes by the eye cascade.
 
@@ -252,7 +266,8 @@ def make_detector(name: str = "auto", model: str | Path | None = None) -> tuple[
 
     ``auto``: YuNet with ``model`` if given, else with the cached model
     (``fastmer models fetch yunet``), else the bundled Haar cascade. ``yunet`` requires a
-    model (given or cached); ``haar`` ignores ``model``.
+    model (given or cached); ``haar`` ignores ``model``; ``none`` (frames already cropped to
+    the face) takes each frame whole.
 
     Raises:
         ValueError: unknown name, ``yunet`` without a model file, or a cached model whose
@@ -262,6 +277,8 @@ def make_detector(name: str = "auto", model: str | Path | None = None) -> tuple[
         raise ValueError(f"face detector must be one of {', '.join(FACE_DETECTORS)}, got {name!r}")
     if name == "haar":
         return HaarFaceDetector(), "requested"
+    if name == "none":
+        return WholeFrameDetector(), "requested: the frames are face crops, each used whole"
     path = Path(model) if model is not None else default_yunet_model()
     if path is not None:
         origin = "the given model" if model is not None else f"the cached model {path}"

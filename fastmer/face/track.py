@@ -18,7 +18,7 @@ import numpy as np
 from fastmer.config import FACE_BOX_MODES
 from fastmer.errors import ClipError
 from fastmer.face.crop import FaceBox, square_box, union_box
-from fastmer.face.detect import Face, FaceDetector, iou
+from fastmer.face.detect import Face, FaceDetector, WholeFrameDetector, iou
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ def locate_face(
         raise ValueError("locate_face needs at least one frame")
     height, width = frames[0].shape[:2]
     reference = detector.largest(frames[0], where=f"the onset frame of {where}")
+    if isinstance(detector, WholeFrameDetector):  # already a face crop: the frame as it is
+        return FaceTrack(reference.box, 0.0, (reference,), (0,), False)
     faces, used = [reference], [0]
     if mode == "union":
         for i in sample_indices(len(frames), samples)[1:]:
