@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from fastmer.cli import CONTEXT
-from fastmer.config import DECODERS, EXECUTORS
+from fastmer.config import DECODERS, EXECUTORS, FACE_DETECTORS
 from fastmer.datasets import DATASETS
 
 DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
@@ -29,8 +29,11 @@ DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
               help="Clips decoded in parallel by on-the-fly extraction [default: CPU count].")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
               help="Frame decoder of on-the-fly extraction.")
+@click.option("--face-detector", type=click.Choice([d for d in FACE_DETECTORS if d != "auto"]), default=None,
+              help="Face detector of on-the-fly extraction, when it must differ from the engine's training store "
+                   "(a warning says so; recorded in the output's metadata) [default: the training store's].")
 @click.option("--face-model", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YuNet ONNX model, when the engine's features used YuNet [default: the cached one].")
+              help="YuNet ONNX model of on-the-fly extraction (implies --face-detector yunet) [default: the cached one].")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="ray: score across a Ray cluster, one engine per actor (per GPU); a store's shards, or clips "
                    "extracted on the cluster's actor pools (needs fastmer[ray]).")
@@ -40,8 +43,8 @@ DEVICES = ("auto", "cpu", "cuda")  # fastmer.train.run.DEVICES (a test checks)
               help="Scoring actors, one engine each [default: one per GPU of the cluster, else 1].")
 @click.option("--progress/--no-progress", default=True, help="Progress bar of on-the-fly extraction on stderr.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing predictions file (Parquet) at --out.")
-def command(source, engine, out, dataset, batch_size, device, compile_, protocol, workers, decoder, face_model,
-            executor, ray_address, ray_engines, progress, overwrite):
+def command(source, engine, out, dataset, batch_size, device, compile_, protocol, workers, decoder, face_detector,
+            face_model, executor, ray_address, ray_engines, progress, overwrite):
     """Score INPUT with ENGINE; write one prediction row per clip.
 
     INPUT is a feature store (`fastmer extract`), or raw data extracted on the fly with
@@ -74,6 +77,9 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
     if compile_ and not Path(engine).is_dir():
         raise click.BadParameter("--compile applies to a run directory (PyTorch engine)", param_hint="--compile")
     is_store = Path(source).is_dir() and (Path(source) / META_FILE).is_file()
+    if is_store and (face_detector or face_model):
+        raise click.BadParameter(f"{source} is a feature store: its faces were cropped at extraction; "
+                                 "--face-detector and --face-model apply to raw data", param_hint="--face-detector")
     if is_store and dataset is not None:
         raise click.BadParameter(f"{source} is a feature store; --dataset applies to raw data", param_hint="--dataset")
     if protocol is not None and dataset is None:
@@ -95,7 +101,7 @@ def command(source, engine, out, dataset, batch_size, device, compile_, protocol
 
             clips = load(dataset or "videos", source, protocol)
             summary = score_clips(scorer, clips, out, batch_size=batch_size, device=device, workers=workers,
-                                  decoder=decoder, face_model=face_model, progress=progress,
+                                  decoder=decoder, face_model=face_model, face_detector=face_detector, progress=progress,
                                   log=lambda line: click.echo(line, err=True), executor=executor,
                                   ray_options=ray_options)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

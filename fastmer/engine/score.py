@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +199,10 @@ def error_row(row: dict[str, Any], stage: str, error: str, corpus_index: int) ->
             "view_probabilities": None, "error": f"extract [{stage}]: {error}", "corpus_index": corpus_index}
 
 
-def write_predictions(rows: list[dict[str, Any]], out: str | Path, config: dict[str, Any]) -> None:
-    """One Parquet file of prediction rows, in corpus order, written atomically."""
+def write_predictions(rows: list[dict[str, Any]], out: str | Path, config: dict[str, Any],
+                      metadata: dict[str, str] | None = None) -> None:
+    """One Parquet file of prediction rows, in corpus order, written atomically; ``metadata``
+    (e.g. the face detector of on-the-fly extraction) goes into the file's schema metadata."""
     import pyarrow as pa  # noqa: PLC0415
 
     from fastmer.store.writer import atomic_write_table  # noqa: PLC0415
@@ -217,7 +219,7 @@ def write_predictions(rows: list[dict[str, Any]], out: str | Path, config: dict[
     predicted_type = pa.list_(pa.string()) if multilabel else pa.string()
     table = table.append_column("predicted", pa.array([r["predicted"] for r in rows], type=predicted_type))
     table = table.replace_schema_metadata({"fastmer_classes": ",".join(classes),
-                                           "fastmer_multilabel": str(multilabel).lower()})
+                                           "fastmer_multilabel": str(multilabel).lower(), **(metadata or {})})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_table(table, out)
@@ -297,7 +299,7 @@ def extraction_config(engine: Any, **runtime: Any) -> tuple[Any, dict[str, Any]]
 
 def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 256, device: str = "auto",
                 workers: int | None = None, decoder: str = "auto", face_model: str | None = None,
-                extract_batch_size: int | None = None, progress: bool = False,
+                face_detector: str | None = None, extract_batch_size: int | None = None, progress: bool = False,
                 log: Any = None, executor: str = "local", ray_options: dict[str, Any] | None = None) -> ScoreSummary:
     """Score clips straight from their frames: extraction runs on the fly, exactly as the
     engine's training store was extracted (same crop size, face detector, apex policy,
@@ -312,6 +314,11 @@ def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 2
             e.g. ``load("videos", folder)``).
         batch_size: samples per engine call.
         device, workers, decoder, face_model: extraction runtime (see ``fastmer extract``).
+        face_detector: a detector other than the training store's (one of
+            :data:`~fastmer.config.FACE_DETECTORS`); ``face_model`` alone means YuNet with that
+            model. An explicit choice that differs from the training store's is honoured with
+            a warning in the log; the detector used, and the training one, are recorded in the
+            predictions file's metadata (``fastmer_face_detector``, ``fastmer_face_detector_trained``).
         extract_batch_size: clips per flow batch (default: the extraction default).
         log: receives the run's choices (face detector, decoder); default: nothing.
         executor: ``"local"``, or ``"ray"``: extraction on the Ray actor pools of
@@ -334,12 +341,20 @@ def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 2
     if extract_batch_size is not None:
         runtime["batch_size"] = extract_batch_size
     config, params = extraction_config(engine, **runtime)
+    chosen = face_detector or ("yunet" if face_model is not None and config.face_detector != "yunet" else None)
+    if chosen is not None:
+        config = replace(config, face_detector=chosen)
     detector, why = make_detector(config.face_detector, config.face_model)
     if detector.name != params["face_detector"]:
-        raise ValueError(f"engine {engine.path}: its features were extracted with face detector "
-                         f"{params['face_detector']}, this run would use {detector.name} (pass --face-model)")
+        if chosen is None:
+            raise ValueError(f"engine {engine.path}: its features were extracted with face detector "
+                             f"{params['face_detector']}, this run would use {detector.name} (pass --face-model, "
+                             "or choose a detector with --face-detector)")
+        log(f"warning: the engine's features were extracted with face detector {params['face_detector']}; scoring "
+            f"with {detector.name} as asked: the crops, and so the predictions, may differ from the training data's")
     log(f"extracting on the fly as the engine's training store: {', '.join(config.representations)} at "
         f"{config.size}x{config.size}, {detector.name} face boxes ({why})")
+    recorded = {"fastmer_face_detector": detector.name, "fastmer_face_detector_trained": str(params["face_detector"])}
     n_workers = config.workers or os.cpu_count() or 1
     if executor == "ray":
         from fastmer.executors.ray import score as score_ray  # noqa: PLC0415
@@ -347,7 +362,7 @@ def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 2
         rows: list[dict[str, Any]] = []
         seconds = score_ray(str(engine.path), rows.append, todo=dict(enumerate(clips)), config=config, params=params,
                             device=device, batch_size=batch_size, workers=n_workers, **(ray_options or {}))
-        write_predictions(rows, out, engine.config)
+        write_predictions(rows, out, engine.config, recorded)
         return _summary(rows, seconds, engine)
     torch_device = resolve_device(config.device)
     stage = FeatureStage(config, torch_device, n_workers)
@@ -378,5 +393,5 @@ def score_clips(engine: Any, clips: Any, out: str | Path, *, batch_size: int = 2
             if sum(len(r.views) for _, r in pending) >= config.batch_size:
                 score_pending()
         score_pending()
-    write_predictions(rows, out, engine.config)
+    write_predictions(rows, out, engine.config, recorded)
     return _summary(rows, seconds, engine)

@@ -185,3 +185,32 @@ def test_runs_trained_before_params_were_recorded_read_them_from_their_store(tin
     assert extraction_params(older) == stored["params"]
     # A store rewritten with other parameters since is not the one the model saw.
     assert extraction_params({**older, "trained_on": {**older["trained_on"], "params_hash": "0" * 16}}) is None
+
+
+def test_infer_on_raw_data_honours_an_explicit_face_detector(tiny_corpus, tiny_run, tiny_store, tmp_path, shared_dir):
+    """Issue 17, item 14: --face-model/--face-detector were ignored when the engine was trained with another
+    detector. An explicit choice is used, said in a warning and recorded in the predictions' metadata."""
+    import pyarrow.parquet as pq
+
+    trained = json.loads((tiny_store / "store.json").read_text())["params"]["face_detector"]
+    assert trained.startswith("opencv-haar")
+    runner = CliRunner()
+    base = ["infer", str(tiny_corpus), "-d", "casme2", "-e", str(tiny_run), "--device", "cpu", "--no-progress"]
+    model = shared_dir / "models" / "face_detection_yunet_2023mar.onnx"
+    result = runner.invoke(main, [*base, "--face-model", str(model), "-o", str(tmp_path / "yunet.parquet")])
+    assert result.exit_code in (0, 3), result.output
+    assert f"extracted with face detector {trained}; scoring with opencv-yunet" in result.stderr
+    metadata = pq.read_schema(tmp_path / "yunet.parquet").metadata
+    assert metadata[b"fastmer_face_detector"].decode().startswith("opencv-yunet")
+    assert metadata[b"fastmer_face_detector_trained"].decode() == trained
+    result = runner.invoke(main, [*base, "--face-detector", "none", "-o", str(tmp_path / "none.parquet")])
+    assert result.exit_code == 0, result.output
+    assert pq.read_schema(tmp_path / "none.parquet").metadata[b"fastmer_face_detector"] == b"none"
+    # without a choice, the training store's detector, recorded as such
+    result = runner.invoke(main, [*base, "-o", str(tmp_path / "same.parquet")])
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    assert pq.read_schema(tmp_path / "same.parquet").metadata[b"fastmer_face_detector"].decode() == trained
+    # a store's faces were cropped at extraction: the options are refused there
+    refused = runner.invoke(main, ["infer", str(tiny_store), "-e", str(tiny_run), "--face-detector", "none",
+                                   "-o", str(tmp_path / "x.parquet")])
+    assert refused.exit_code == 2 and "apply to raw data" in refused.output
