@@ -343,3 +343,20 @@ def test_a_duplicated_sheet_row_is_extracted_once_and_reported(tiny_corpus, tmp_
     assert f"rows 3 and {sheet.max_row}: both describe" in result.stderr and "duplicate_row 1" in result.stderr
     store = fstore.open(tmp_path / "store")
     assert len(store) == 9 and len(set(store.column("uid"))) == 9
+
+
+def test_a_truncated_frame_is_an_error_row_naming_the_file(tiny_corpus, tmp_path):
+    """Issue 17, item 2: with the OpenCV decoder a half JPEG was decoded grey and its clip extracted."""
+    from pathlib import Path
+
+    corpus = Path(shutil.copytree(tiny_corpus, tmp_path / "corpus"))
+    clips = load("casme2", corpus)
+    victim = clips[4]
+    frame = corpus / victim.source / f"img{victim.apex}.jpg"
+    frame.write_bytes(frame.read_bytes()[: frame.stat().st_size // 2])
+    summary = extract(load("casme2", corpus), tmp_path / "store", ExtractConfig(decoder="opencv"), log=lambda line: None)
+    assert (summary.n_ok, summary.n_failed) == (8, 1)
+    store = fstore.open(tmp_path / "store")
+    row = store.errors.to_pylist()[0]
+    assert row["uid"] == victim.uid and row["stage"] == "decode"
+    assert frame.name in row["error"] and "truncated JPEG" in row["error"]

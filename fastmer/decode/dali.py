@@ -18,11 +18,13 @@ Nothing here imports DALI at module import time: ``import nvidia.dali`` takes ~0
 from __future__ import annotations
 
 import os
+import re
 import threading
 from functools import cache
 
 import numpy as np
 
+from fastmer.decode.integrity import check_complete, diagnose, read_file
 from fastmer.decode.source import (
     ImageSequenceSource,
     VideoSource,
@@ -68,8 +70,23 @@ def _video_decoder(fn: object) -> object | None:
     return getattr(experimental, "video", None)
 
 
+_SAMPLE = re.compile(r"Failed to decode sample #(\d+)\s*:?")
+
+
 class _DaliFailure(Exception):
-    """A pipeline run failed; the message is DALI's, shortened."""
+    """A pipeline run failed; the message is DALI's, shortened.
+
+    Attributes:
+        sample: the index in the batch of the sample DALI names ("Failed to decode sample #3"),
+            or None when its message names none.
+        reason: DALI's message without that prefix ("" when it gives no more than the index).
+    """
+
+    def __init__(self, detail: str, full: str = "") -> None:
+        super().__init__(detail)
+        match = _SAMPLE.search(full or detail)
+        self.sample = int(match.group(1)) if match else None
+        self.reason = _SAMPLE.sub("", detail).strip(" :") if match else detail
 
 
 _local = threading.local()
@@ -124,7 +141,7 @@ def _run(kind: str, device_id: int | None, feeds: dict[str, list[np.ndarray]]) -
         _local.pipes.pop((kind, device_id), None)  # "no longer valid" after an error: rebuild next time
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = next((line for line in reversed(lines) if "pipeline" not in line.lower()), lines[-1] if lines else "")
-        raise _DaliFailure(detail or type(error).__name__) from error
+        raise _DaliFailure(detail or type(error).__name__, str(error)) from error
 
 
 def build_time(device_id: int | None = None) -> dict[str, float]:
@@ -139,18 +156,14 @@ def build_time(device_id: int | None = None) -> dict[str, float]:
     return times
 
 
-def _read_bytes(path: str) -> np.ndarray:
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise ClipError("decode", f"cannot read {path} ({error.strerror or error})") from error
-    if data.size == 0:
-        raise ClipError("decode", f"cannot read {path}: empty file")
-    return data
-
-
 class DaliImages(ImageSequenceSource):
-    """Image sequence decoded by DALI in batches of :data:`IMAGE_BATCH` files."""
+    """Image sequence decoded by DALI in batches of :data:`IMAGE_BATCH` files.
+
+    Each file is checked for completeness before it is fed (a truncated JPEG is refused with
+    the same message as with OpenCV); a file DALI then fails on is named from the sample
+    index in DALI's message, with :func:`~fastmer.decode.integrity.diagnose`'s cause and
+    DALI's own reason where it gives one.
+    """
 
     def __init__(self, source: str, paths: list[str], numbers: list[int], reason: str, *,
                  device_id: int | None, fps: float = 0.0) -> None:
@@ -163,10 +176,14 @@ class DaliImages(ImageSequenceSource):
         out: list[np.ndarray] = []
         for start in range(0, len(paths), IMAGE_BATCH):
             chunk = paths[start:start + IMAGE_BATCH]
-            blobs = [_read_bytes(path) for path in chunk]
+            blobs = [read_file(path) for path in chunk]
+            for path, blob in zip(chunk, blobs, strict=True):
+                check_complete(path, blob)
             try:
                 samples = _run(kind, self.device_id, {"encoded": blobs})
-            except _DaliFailure:
+            except _DaliFailure as error:
+                if error.sample is not None and error.sample < len(chunk):
+                    raise _undecodable(chunk[error.sample], blobs[error.sample], error) from error
                 self._raise_for_culprit(kind, chunk, blobs)
                 raise  # not reached: one file of the batch fails on its own
             out.extend(samples if color else [s[..., 0] for s in samples])  # GRAY is (H, W, 1)
@@ -178,10 +195,15 @@ class DaliImages(ImageSequenceSource):
             try:
                 _run(kind, self.device_id, {"encoded": [blob]})
             except _DaliFailure as error:
-                raise ClipError("decode", f"cannot decode image {path} with DALI "
-                                          f"(corrupt or not an image): {error}") from error
+                raise _undecodable(path, blob, error) from error
         raise ClipError("decode", f"DALI failed on a batch of {len(chunk)} images from {chunk[0]} "
                                   "but on none of them alone")
+
+
+def _undecodable(path: str, blob: np.ndarray, error: _DaliFailure) -> ClipError:
+    """The error for a file DALI could not decode: the cause, and DALI's reason if it gave one."""
+    said = f"; DALI: {error.reason}" if error.reason else ""
+    return ClipError("decode", f"cannot decode {path} with DALI: {diagnose(blob)}{said}")
 
 
 class DaliVideo(VideoSource):
@@ -200,7 +222,7 @@ class DaliVideo(VideoSource):
         self.engine = "dali-cpu" if device_id is None else "dali-gpu"
 
     def _decode(self, unique: list[int], color: bool) -> list[np.ndarray]:
-        data = _read_bytes(self.source)  # per read, not held: the OS caches it anyway
+        data = read_file(self.source)  # per read, not held: the OS caches it anyway
         per_frame = max(1, self.width * self.height * 3)
         chunk = max(1, min(256, _VIDEO_CHUNK_BYTES // per_frame))
         out: list[np.ndarray] = []

@@ -1,7 +1,10 @@
 """Reading single image files with OpenCV (CASME II, SAMM, SMIC store one image per frame).
 
 These are the OpenCV image engine's primitives; :func:`fastmer.decode.open_frames` picks an
-engine (DALI or OpenCV) and reads whole clips.
+engine (DALI or OpenCV) and reads whole clips. Files are read once into memory, checked for
+completeness (:mod:`fastmer.decode.integrity`: ``cv2.imread`` would accept a truncated JPEG,
+grey below the cut) and decoded with ``cv2.imdecode``, which gives the same pixels as
+``cv2.imread`` (EXIF orientation included).
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from fastmer.decode.integrity import check_complete, diagnose, read_file
 from fastmer.errors import ClipError
 
 
 def _imread(path: str, flag: int) -> np.ndarray:
-    image = cv2.imread(str(path), flag)
+    path = str(path)
+    data = read_file(path)
+    check_complete(path, data)
+    image = cv2.imdecode(data, flag)
     if image is None:
-        raise ClipError("decode", f"cannot read image {path} (missing, empty or not an image)")
+        raise ClipError("decode", f"cannot decode {path}: {diagnose(data)}")
     return image
 
 
@@ -25,7 +32,8 @@ def read_gray(path: str) -> np.ndarray:
     """One frame as an ``(H, W)`` uint8 grayscale array (OpenCV's grayscale decoding).
 
     Raises:
-        ClipError: stage ``decode`` naming the file when it is missing or undecodable.
+        ClipError: stage ``decode`` naming the file and the cause when it is missing, empty,
+            truncated or undecodable.
     """
     return _imread(path, cv2.IMREAD_GRAYSCALE)
 
@@ -34,7 +42,8 @@ def read_rgb(path: str) -> np.ndarray:
     """One frame as an ``(H, W, 3)`` uint8 RGB array.
 
     Raises:
-        ClipError: stage ``decode`` naming the file when it is missing or undecodable.
+        ClipError: stage ``decode`` naming the file and the cause when it is missing, empty,
+            truncated or undecodable.
     """
     return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 

@@ -1,4 +1,4 @@
-"""OpenCV engine: image files with ``cv2.imread`` and, as a last resort, video with ``cv2.VideoCapture``.
+"""OpenCV engine: image files with ``cv2.imdecode`` and, as a last resort, video with ``cv2.VideoCapture``.
 
 OpenCV is always installed, so it is the fallback for images when DALI is not. For video it
 is used only when PyAV is missing or forced: ``VideoCapture`` has no reliable frame seeking
@@ -25,7 +25,8 @@ from fastmer.errors import ClipError
 
 
 class OpenCVImages(ImageSequenceSource):
-    """Image sequence decoded file by file with ``cv2.imread``."""
+    """Image sequence decoded file by file: read, checked for truncation, ``cv2.imdecode``
+    (:func:`fastmer.decode.frames.read_gray`)."""
 
     engine = "opencv"
 

@@ -86,7 +86,8 @@ class FrameSource(ABC):
 
         Raises:
             ClipError: stage ``decode``, naming the file or folder and the numbers, when a
-                frame is missing, unreadable, beyond the end of a video, or of another size.
+                frame is missing, unreadable, truncated or corrupt (the message says which),
+                beyond the end of a video, or of another size.
         """
         wanted = as_numbers(numbers)
         if not wanted:

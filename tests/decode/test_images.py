@@ -135,7 +135,7 @@ def test_missing_and_corrupt_frames(folder, engine):
         f.write(b"garbage" * 50)
     with pytest.raises(ClipError, match="img14.png"):
         source.read([10, 11, 14, 15])
-    # (a truncated JPEG is not tested: OpenCV may return it grey-filled, with a warning, where DALI fails)
+    # truncated and damaged JPEG/PNG/BMP files, and the causes named: test_corrupt_images.py
     open(paths[6], "wb").close()  # img16.bmp: empty
     with pytest.raises(ClipError, match="img16.bmp"):
         source.read([16])
