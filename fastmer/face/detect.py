@@ -165,6 +165,26 @@ class HaarFaceDetector(FaceDetector):
                  for (x, y, w, h), s in zip(found, np.ravel(weights), strict=True)]
         return sorted(faces, key=lambda f: f.box.area, reverse=True)
 
+    def largest(self, image: np.ndarray, *, where: str = "image") -> Face:
+        """The largest box in which the eye cascade finds both eyes (returned with them).
+
+        The frontal-face cascade also fires on textures (machinery in a film frame) and, on
+        frames that are face crops already, on the nose alone; a box without two eyes is not
+        taken for a face, so no such crop is ever scored.
+
+        Raises:
+            ClipError: stage ``face``, naming ``where``: no box, or no box with two eyes.
+        """
+        faces = self.detect(image)
+        if not faces:
+            raise ClipError("face", f"no face detected in {where} ({self.name})")
+        for face in faces:  # largest first
+            with_eyes = self.find_eyes(image, face)
+            if with_eyes.eyes is not None:
+                return with_eyes
+        raise ClipError("face", f"no face in {where} ({self.name}): {len(faces)} box(es) found, none with two eyes "
+                                "(not a face; if the frames are face crops already, use --face-detector none)")
+
     def find_eyes(self, image: np.ndarray, face: Face) -> Face:
         """Eyes from the eye cascade in the upper half of the face box: the largest
         detection in each half (left, right); unchanged when either is missing."""

@@ -161,3 +161,27 @@ def test_make_detector_choices(tmp_path, monkeypatch):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="cannot load the YuNet model"):
         make_detector("yunet", tmp_path / "bad.onnx")
+
+
+def test_haar_takes_no_box_without_two_eyes_for_a_face(tiny_corpus):
+    """Issue 17, item 11: Haar boxed machinery in a film frame (and a nose on cropped faces) and the crop was scored."""
+    import cv2
+    import numpy as np
+
+    from fastmer.errors import ClipError
+    from fastmer.face import FaceBox, HaarFaceDetector
+    from fastmer.face.detect import Face
+
+    frame = cv2.imread(str(sorted(sorted((tiny_corpus / "sub01").iterdir())[0].glob("img*.jpg"))[0]), cv2.IMREAD_GRAYSCALE)
+    detector = HaarFaceDetector()
+    face = detector.largest(frame, where="a real face")
+    assert face.eyes is not None  # returned with its eyes
+
+    class Fooled(HaarFaceDetector):  # a cascade hit on texture: a box where no eye is
+        def detect(self, image):
+            return [Face(FaceBox(0, 0, 120, 120), 9.0)]
+
+    texture = np.random.default_rng(0).integers(0, 256, (240, 320), dtype=np.uint8)
+    with pytest.raises(ClipError, match=r"no face in the onset frame of x \(opencv-haar.*\): 1 box\(es\) found, none with "
+                                        r"two eyes.*--face-detector none"):
+        Fooled().largest(texture, where="the onset frame of x")
