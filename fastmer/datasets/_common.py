@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from fastmer.datasets.clip import IMAGE_EXTENSIONS, Clip
@@ -361,6 +361,25 @@ class AnnotationTable:
         for column, problem in bad:
             self.report.detail(f"{self.where(row, column)}: {problem}, not a frame number (nor blank); row skipped")
         return None
+
+    def subject_clip_frames(self, row: Mapping[str, object], subject_folder: Callable[[object], tuple[str, bool]],
+                            frame_columns: Iterable[str]) -> tuple[str, bool, str, tuple[int | None, ...]] | None:
+        """The Subject, Filename and frame cells of a CASME II-style sheet row (CASME II, SAMM):
+        ``(subject folder, subject given as text, clip id, frame numbers)``, or None when the
+        row is skipped (told): a Subject ``subject_folder`` refuses or a blank Filename
+        (``row_unusable``), or an unreadable frame number (:meth:`frames`). ``-1`` and ``0``
+        are blanks."""
+        try:
+            subject, was_text = subject_folder(row["Subject"])
+        except ValueError as exc:
+            self.skip(row, "row_unusable", "Subject", str(exc))
+            return None
+        clip_id = cell_text(row["Filename"])
+        if not clip_id:
+            self.skip(row, "row_unusable", "Filename", "blank")
+            return None
+        frames = self.frames(row, frame_columns, allow_zero=False, minus_one_blank=True)
+        return None if frames is None else (subject, was_text, clip_id, frames)
 
     def add(self, row: Mapping[str, object], clip: Clip) -> Clip | None:
         """Keep ``clip``, built from ``row``: its defects noted (:func:`note_defects`), its

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +76,38 @@ class Clip:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         return dataclasses.replace(self, view=view)
 
+    def fingerprint(self) -> str:
+        """What the clip's stored features and row depend on, cheaply: ``"<annotation>:<source>"``.
+
+        Two 16-hex-digit digests (sha256 of sorted-key JSON):
+
+        * *annotation*: every field of the clip but its files (dataset, subject, clip_id,
+          onset, apex, offset, labels, action units, view, fps, load notes): an edited
+          coding sheet changes it.
+        * *source*: the ``source`` path, the frame numbers and, for each frame file (or the
+          video file), its name, size and modification time (``st_mtime_ns``); a missing
+          file counts as such. A rewritten, added or removed frame changes it; so does a
+          moved corpus (the row's ``source`` names the old place) or a copy that does not
+          keep modification times (``cp -p``/``rsync -t`` keep them).
+
+        One ``stat`` per file, no file is read. Take it *before* reading the frames: a file
+        changed meanwhile then shows as changed on the next run, never the reverse.
+
+        Example:
+            >>> a, s = clip.fingerprint().split(":")
+        """
+        annotation = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                      if f.name not in ("source", "frame_numbers", "frame_paths")}
+        files = []
+        for path in self.frame_paths or (self.source,):
+            try:
+                info = os.stat(path)
+                files.append([path, info.st_size, info.st_mtime_ns])
+            except OSError:
+                files.append([path, None, None])
+        source = {"source": self.source, "frame_numbers": self.frame_numbers, "files": files}
+        return f"{_digest(annotation)}:{_digest(source)}"
+
     @property
     def apex_is_valid(self) -> bool:
         """An annotated apex strictly after the onset and not after the offset."""
@@ -99,3 +134,8 @@ class Clip:
         if not self.onset < self.offset:
             raise ClipError("annotation", f"{self.uid}: onset {self.onset} is not before offset {self.offset}")
         return self.onset, self.apex if self.apex_is_valid else None, self.offset
+
+
+def _digest(value: object) -> str:
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -118,19 +118,10 @@ def load(
     report = LoadReport(NAME, rows=len(rows))
     table = AnnotationTable(path, report, COLUMN_OF, segments=True)
     for row in rows:
-        try:
-            subject, was_text = subject_folder(row["Subject"])
-        except ValueError as exc:
-            table.skip(row, "row_unusable", "Subject", str(exc))
+        fields = table.subject_clip_frames(row, subject_folder, FRAME_COLUMNS)
+        if fields is None:
             continue
-        clip_id = cell_text(row["Filename"])
-        if not clip_id:
-            table.skip(row, "row_unusable", "Filename", "blank")
-            continue
-        frames = table.frames(row, FRAME_COLUMNS, allow_zero=False, minus_one_blank=True)
-        if frames is None:
-            continue
-        onset, apex, offset = frames
+        subject, was_text, clip_id, (onset, apex, offset) = fields
         folder = root / subject / clip_id
         numbers, paths = list_frames(folder, _FRAME_RE)
         clip = Clip(
