@@ -369,9 +369,11 @@ def bench_step(report: Report, clock: Clock, env: dict, out: Path) -> None:
         json_path = out / f"{name}.json"
         cmd = [sys.executable, "-m", "pytest", "bench/bench_gpu.py", "-o", "python_files=bench_*.py", "--benchmark-only",
                "-k", selection, f"--benchmark-json={json_path}", "-q", "-p", "no:cacheprovider"]
-        run_step(report, clock, name, cmd, env, out, LIMITS["bench"] - (time.monotonic() - began))
-        if json_path.exists():
-            merged["benchmarks"] += json.loads(json_path.read_text()).get("benchmarks", [])
+        step = run_step(report, clock, name, cmd, env, out, LIMITS["bench"] - (time.monotonic() - began))
+        rows = json.loads(json_path.read_text()).get("benchmarks", []) if json_path.exists() else []
+        if step.status == "passed" and not rows:  # everything skipped: nothing was measured
+            step.status, step.detail = "failed", "no benchmark ran (all skipped?)"
+        merged["benchmarks"] += rows
     report.benchmarks = summarise_benchmarks(merged)
 
 
