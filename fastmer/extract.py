@@ -21,6 +21,12 @@ goes on. Running again into the same store with the same parameters resumes it: 
 already stored are skipped before decoding, failed ones are retried (a run killed at any
 moment and resumed ends with the rows of an uninterrupted one). ``executor="ray"`` runs the
 first two stages on Ray Data instead (:mod:`fastmer.executors.ray`); the store is the same.
+
+A resumed store follows the corpus (:func:`plan_resume`): every row records its clip's
+fingerprint (annotation fields, frame list, source file names, sizes and mtimes; no frame
+is read), and a stored clip whose fingerprint changed (an edited coding sheet, a rewritten
+frame) is extracted again and its rows replaced (:meth:`StoreWriter.supersede`). Clips in
+the store that the corpus no longer lists are kept and reported.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import os
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,7 +48,7 @@ import torch
 
 from fastmer import __version__
 from fastmer.config import EXECUTORS, FLOW_REPRESENTATIONS, ExtractConfig
-from fastmer.datasets.clip import Clip
+from fastmer.datasets.clip import VIEWS, Clip
 from fastmer.decode import open_clip_frames, split_views
 from fastmer.errors import ClipError
 from fastmer.face import FaceDetector, crop_clip, locate_face, make_detector
@@ -65,6 +71,7 @@ from fastmer.motion.representations import (
 )
 from fastmer.ops.tvl1 import TVL1Params
 from fastmer.phases import motion_curve, resolve
+from fastmer.phases.cuts import find_jump
 from fastmer.store import schema
 from fastmer.store.reader import FeatureStore
 from fastmer.store.writer import RepresentationSpec, StoreWriter, clips_table
@@ -115,6 +122,16 @@ class ExtractSummary:
     n_pairs: int = 0  # optical-flow pairs computed
     stages: dict[str, float] = field(default_factory=dict)
     executor: str = "local"
+    #: stored clips extracted again, by why: "annotation changed", "source files changed",
+    #: "annotation and source files changed", "re-extraction interrupted" (see :func:`plan_resume`).
+    redone: dict[str, int] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)  # clips in the store the corpus no longer lists (kept)
+    n_unverified: int = 0  # stored clips without a fingerprint (older stores): skipped unchecked
+
+    @property
+    def n_redone(self) -> int:
+        """Stored clips extracted again because they changed (counted in ``n_ok``/``n_failed``)."""
+        return sum(self.redone.values())
 
     @property
     def clips_per_s(self) -> float:
@@ -162,6 +179,12 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
         with open_clip_frames(clip, engine=config.decoder, device=decode_device) as frames_source:
             result.decoder = (frames_source.engine, frames_source.reason)
             frames = frames_source.read(range(onset, offset + 1))
+        jump = find_jump(frames)  # before the apex could be spotted on it
+        if jump is not None:
+            raise ClipError("phases", f"{clip.uid}: the frames jump between frame {onset + jump.index} and "
+                                      f"{onset + jump.index + 1} (mean change {jump.change:.0f} grey levels, above the "
+                                      f"clip's limit of {jump.threshold:.0f}): a scene cut, missing frames or a flash, "
+                                      "not one continuous recording of a face")
         if clip.view == "full":
             views = split_views(frames, config.views)
         else:  # a clip that is already one half of side-by-side frames
@@ -460,7 +483,10 @@ def extract(
     """Extract the features of ``clips`` into the feature store at ``out``.
 
     An existing store written with the same parameters from the same clips is resumed:
-    the clips it holds are skipped (not decoded again), those that failed are retried.
+    the clips it holds are skipped (not decoded again), those that failed are retried, and
+    those whose annotation or source files changed since are extracted again and their
+    rows replaced; clips of the store the corpus no longer lists are kept and reported
+    (:func:`plan_resume`).
 
     Args:
         clips: clips to process (e.g. from :func:`fastmer.datasets.load`; its load report,
@@ -480,8 +506,8 @@ def extract(
         An :class:`ExtractSummary`; failed clips are in the store's errors table.
 
     Raises:
-        FileExistsError: ``out`` holds a store with other parameters or from other clips,
-            or something else.
+        FileExistsError: ``out`` holds a store with other parameters or from other clips
+            (or clips in another order, see :func:`plan_resume`), or something else.
     """
     from tqdm import tqdm  # noqa: PLC0415
 
@@ -503,13 +529,14 @@ def extract(
                          runtime={"device": str(device), "workers": workers, "decoder": config.decoder,
                                   "executor": executor, "face_model": str(getattr(detector, "model", "")) or None})
     try:
-        todo = _clips_to_do(clips, writer)
+        plan = plan_resume(clips, writer)
     except BaseException:
         writer.abort()
         raise
+    todo = plan.todo
     if writer.resumed:
-        log(f"resuming {out}: {len(clips) - len(todo)} of {len(clips)} clips already stored"
-            + (f", {writer.n_retried} failed clip(s) retried" if writer.n_retried else ""))
+        for line in plan.describe(str(out), len(clips), writer.n_retried):
+            log(line)
     start = time.perf_counter()
     times = StageTimes()
     n_ok, n_rows, n_pairs, failures = 0, 0, 0, []
@@ -546,8 +573,10 @@ def extract(
             desc="extract", smoothing=0.1) as bar:
         for index, result in results:
             result.row["corpus_index"] = index
+            result.row["fingerprint"] = plan.fingerprints[index]
             for view_row, _ in result.views:
                 view_row["corpus_index"] = index
+                view_row["fingerprint"] = plan.fingerprints[index]
             times.merge(result.seconds)
             if result.decoder[0] and result.decoder not in decoders_seen:
                 decoders_seen.add(result.decoder)
@@ -567,7 +596,8 @@ def extract(
     seconds = time.perf_counter() - start
     summary = ExtractSummary(str(out), len(clips), n_ok, len(failures), seconds, failures, n_rows,
                              n_skipped=len(clips) - len(todo), n_pairs=n_pairs, stages=dict(times.seconds),
-                             executor=executor)
+                             executor=executor, redone=dict(plan.redone), removed=list(plan.removed),
+                             n_unverified=plan.n_unverified)
     if todo:
         log(f"stages: {summary.stage_report()}")
     return summary
@@ -612,13 +642,135 @@ class _WriteQueue:
             self._pool.shutdown(wait=True)
 
 
-def _clips_to_do(clips: Sequence[Clip], writer: StoreWriter) -> dict[int, Clip]:
-    """The clips (by corpus index) not in the store yet; refuses a store made from other clips."""
-    for index, uids in writer.committed.items():
-        clip = clips[index] if 0 <= index < len(clips) else None
-        if clip is None or not all(uid == clip.uid or uid.startswith(clip.uid + "@") for uid in uids):
-            found = f"the run's clip {index} is {clip.uid}" if clip else f"the run has {len(clips)} clips"
-            raise FileExistsError(
-                f"store {writer.path} was extracted from other clips (it holds {', '.join(uids)} as clip {index}; "
-                f"{found}), so it cannot be resumed: use --overwrite to replace it, or another --out")
-    return {index: clip for index, clip in enumerate(clips) if index not in writer.committed}
+@dataclass
+class ResumePlan:
+    """What a run does with the store it resumes (:func:`plan_resume`).
+
+    Attributes:
+        todo: corpus index -> clip to process, in corpus order.
+        fingerprints: corpus index -> fingerprint of each clip to process (recorded in its rows).
+        redone: why stored clips are processed again -> how many.
+        removed: uids (one per clip, without ``@view``) of stored clips the run does not list.
+        n_unverified: stored clips without a fingerprint, skipped without being checked.
+    """
+
+    todo: dict[int, Clip] = field(default_factory=dict)
+    fingerprints: dict[int, str] = field(default_factory=dict)
+    redone: Counter[str] = field(default_factory=Counter)
+    removed: list[str] = field(default_factory=list)
+    n_unverified: int = 0
+
+    def describe(self, store: str, n_clips: int, n_retried: int) -> list[str]:
+        """The log lines of a resumed run."""
+        stored = n_clips - len(self.todo)
+        lines = [f"resuming {store}: {stored} of {n_clips} clips already stored"
+                 + (f", {n_retried} failed clip(s) retried" if n_retried else "")]
+        if self.redone:
+            reasons = ", ".join(f"{why} ({n})" for why, n in sorted(self.redone.items(), key=lambda item: -item[1]))
+            lines.append(f"{_clips(sum(self.redone.values()))} re-extracted: {reasons}")
+        if self.removed:
+            shown = ", ".join(self.removed[:20]) + (f" and {len(self.removed) - 20} more" if len(self.removed) > 20 else "")
+            verb = "is" if len(self.removed) == 1 else "are"
+            lines.append(f"{_clips(len(self.removed))} in the store {verb} no longer in the corpus: {shown} (kept; "
+                         "--overwrite rebuilds the store from the corpus alone)")
+        if self.n_unverified:
+            lines.append(f"note: {_clips(self.n_unverified)} in the store have no fingerprint (written before fastmer "
+                         "recorded them): kept without checking their annotation and files; --overwrite re-extracts them")
+        return lines
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip" if n == 1 else f"{n} clips"
+
+
+def _what_changed(stored: str, now: str) -> str:
+    """Why a clip's fingerprint changed (both ``"<annotation>:<source>"``)."""
+    old, new = stored.split(":"), now.split(":")
+    if len(old) != 2:
+        return "fingerprint changed"
+    annotation, source = old[0] != new[0], old[1] != new[1]
+    return ("annotation and source files changed" if annotation and source
+            else "annotation changed" if annotation else "source files changed")
+
+
+def plan_resume(clips: Sequence[Clip], writer: StoreWriter) -> ResumePlan:
+    """Match the run's clips with what the store holds; release the clips that changed.
+
+    Clips are matched by uid (a clip's rows: its uid, or ``uid@view`` for split views).
+    A stored clip whose fingerprint (:meth:`Clip.fingerprint`, taken here, before any frame
+    is read) differs from the run's is released (:meth:`StoreWriter.supersede`) and
+    processed again under its stored corpus index, so its new rows replace the old ones
+    in place in the corpus order. Failed clips are retried the same way, and clips a
+    killed run had released and not written yet (``writer.pending``) are processed under
+    their recorded index. Rows without a fingerprint (stores written before fastmer
+    recorded it) are taken as unchanged, and counted.
+
+    Stored clips the run does not list (a row deleted from the coding sheet, or a run
+    over a narrower protocol) are kept and reported in :attr:`ResumePlan.removed`, not
+    deleted: a narrower or mistaken clip list then costs nothing, and ``--overwrite``
+    gives a store of exactly the corpus. Clips new to the store are appended after the
+    stored ones, which keeps the rows in corpus order only when they come after every
+    stored clip of the run (a prefix was stored: an interrupted first run); a new clip
+    listed before a stored one, or stored clips listed in another order, would break that
+    order, and such a store is refused, as is a store none of whose clips the run lists.
+
+    Returns:
+        The plan; ``todo`` holds the clips to process by corpus index, in corpus order.
+
+    Raises:
+        FileExistsError: the store was extracted from other clips, or in another order.
+    """
+    def refuse(why: str) -> FileExistsError:
+        return FileExistsError(f"store {writer.path} was extracted from other clips ({why}), so it cannot be resumed: "
+                               "use --overwrite to replace it, or another --out")
+
+    plan = ResumePlan()
+    known: dict[str, int] = {uid: index for index, clip in writer.stored.items() for uid in clip.uids}
+    for index, uids in writer.pending.items():
+        known.update(dict.fromkeys(uids, index))
+    next_index = max([*writer.stored, *writer.pending], default=-1) + 1
+    matched: set[int] = set()
+    last: Clip | None = None  # the last clip of the run found in the store
+    first_new: Clip | None = None  # the first clip of the run not in it
+    for clip in clips:
+        fingerprint = clip.fingerprint()
+        index = next((known[uid] for uid in (clip.uid, *(f"{clip.uid}@{view}" for view in VIEWS[1:])) if uid in known),
+                     None)
+        if index is None:
+            first_new = first_new or clip
+            plan.todo[next_index], plan.fingerprints[next_index] = clip, fingerprint
+            next_index += 1
+            continue
+        stored = writer.stored.get(index)
+        uids = stored.uids if stored else writer.pending[index]
+        if index in matched or not all(uid == clip.uid or uid.startswith(clip.uid + "@") for uid in uids):
+            raise refuse(f"it holds {', '.join(uids)} as clip {index}; the run lists {clip.uid}")
+        if first_new is not None:
+            raise refuse(f"{first_new.uid} is not in it but comes before {clip.uid}, which is; new clips can only "
+                         "follow the stored ones, to keep the rows in corpus order")
+        if last is not None and index < max(matched):
+            raise refuse(f"in another order: the run lists {clip.uid} after {last.uid}, the store before it")
+        matched.add(index)
+        last = clip
+        if stored is None:  # released by a killed run, not written again yet
+            plan.redone["re-extraction interrupted"] += 1
+        elif index not in writer.committed:  # a failed clip, retried
+            pass
+        elif stored.fingerprint is None:
+            plan.n_unverified += 1
+            continue
+        elif stored.fingerprint != fingerprint:
+            plan.redone[_what_changed(stored.fingerprint, fingerprint)] += 1
+            writer.supersede(index)
+        else:
+            continue
+        plan.todo[index], plan.fingerprints[index] = clip, fingerprint
+    if writer.stored and clips and not matched:
+        some = next(iter(writer.stored.values())).uids[0]
+        raise refuse(f"none of its {len(writer.stored)} clips, e.g. {some}, is among the run's {len(clips)}")
+    for index, stored in sorted(writer.stored.items()):
+        if index not in matched:
+            if stored.failed and index not in writer.committed:
+                writer.retain(index)  # kept like the others: not retried, its error row stays
+            plan.removed.append(stored.uids[0] if len(stored.uids) == 1 else stored.uids[0].split("@")[0])
+    return plan

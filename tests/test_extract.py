@@ -89,10 +89,11 @@ def test_bad_clips_become_error_rows_and_the_rest_is_unchanged(tiny_corpus, tiny
     (corpus / missing.source / f"img{middle}.jpg").unlink()
     # 2: a frame is not an image
     (corpus / unreadable.source / f"img{unreadable.offset}.jpg").write_bytes(b"not a jpeg")
-    # 3: the onset frame shows no face
+    # 3: the clip shows no face (every frame: one blank frame among faces is a jump, refused before the face)
     import cv2
 
-    cv2.imwrite(str(corpus / faceless.source / f"img{faceless.onset}.jpg"), np.full((480, 640), 90, np.uint8))
+    for number in faceless.frame_numbers:
+        cv2.imwrite(str(corpus / faceless.source / f"img{number}.jpg"), np.full((480, 640), 90, np.uint8))
     # 4: the annotation puts the offset before the onset: unusable
     set_annotation(corpus, bad_annotation, "OffsetFrame", bad_annotation.onset - 1)
     # 5: the apex is after the offset: spotted instead (--apex auto), the clip is kept

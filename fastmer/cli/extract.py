@@ -95,8 +95,10 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
     table; the run goes on and exits with status 3.
 
     Running the same command again resumes an interrupted (or finished) run: clips already
-    in the store are skipped, failed ones are retried. A store written with other
-    parameters is refused; --overwrite replaces it.
+    in the store are skipped, failed ones are retried, and clips whose annotation or source
+    files changed since they were stored are re-extracted (their rows replaced); clips no
+    longer in the corpus are kept and reported. A store written with other parameters is
+    refused; --overwrite replaces it.
 
     Decoding/cropping, flow/representations and writing overlap; the final summary gives
     each stage's busy time. --executor ray runs the first two on Ray Data actor pools

@@ -81,9 +81,12 @@ class Clip:
 
         Two 16-hex-digit digests (sha256 of sorted-key JSON):
 
-        * *annotation*: every field of the clip but its files (dataset, subject, clip_id,
-          onset, apex, offset, labels, action units, view, fps, load notes): an edited
-          coding sheet changes it.
+        * *annotation*: every field of the clip but its files and ``notes`` (dataset,
+          subject, clip_id, onset, apex, offset, labels, action units, view, fps): an
+          edited coding sheet changes it. ``notes`` are left out: they comment on fields
+          and files that are counted here (an apex outside onset..offset, missing frames,
+          an unreadable video) or on other rows (a duplicated sheet row), so they would
+          only redo clips whose data did not change when a loader reports differently.
         * *source*: the ``source`` path, the frame numbers and, for each frame file (or the
           video file), its name, size and modification time (``st_mtime_ns``); a missing
           file counts as such. A rewritten, added or removed frame changes it; so does a
@@ -97,7 +100,7 @@ class Clip:
             >>> a, s = clip.fingerprint().split(":")
         """
         annotation = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                      if f.name not in ("source", "frame_numbers", "frame_paths")}
+                      if f.name not in ("source", "frame_numbers", "frame_paths", "notes")}
         files = []
         for path in self.frame_paths or (self.source,):
             try:

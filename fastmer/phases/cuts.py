@@ -25,6 +25,7 @@ import torch.nn.functional as F
 THUMBNAIL_WIDTH = 64
 MIN_CHANGE = 12.0  # grey levels (0..255) on thumbnails
 MEDIAN_FACTOR = 8.0
+CHUNK = 32  # frames thumbnailed at a time
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,19 @@ def frame_changes(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         frames: ``(T, H, W)`` or ``(T, H, W, 3)`` uint8, numpy or torch (any device).
     """
     video = torch.as_tensor(frames) if isinstance(frames, np.ndarray) else frames
-    if video.dim() == 4:  # colour: the mean of the channels is enough to see a cut
-        video = video.float().mean(dim=3)
-    if video.dim() != 3:
+    if video.dim() not in (3, 4) or (video.dim() == 4 and video.shape[3] != 3):
         raise ValueError(f"frame_changes: expected (T, H, W) or (T, H, W, 3) frames, got {tuple(video.shape)}")
-    _, height, width = video.shape
+    height, width = video.shape[1:3]
     size = (max(1, round(height * THUMBNAIL_WIDTH / width)), THUMBNAIL_WIDTH) if width > THUMBNAIL_WIDTH else (height, width)
-    thumbs = F.interpolate(video.float()[:, None], size=size, mode="area")[:, 0]
-    return (thumbs[1:] - thumbs[:-1]).abs().mean(dim=(1, 2)).double().cpu()
+    # In chunks: a float copy of a whole long clip would cost more memory than its frames.
+    thumbs = []
+    for start in range(0, len(video), CHUNK):
+        chunk = video[start : start + CHUNK].float()
+        if chunk.dim() == 4:  # colour: the mean of the channels is enough to see a cut
+            chunk = chunk.mean(dim=3)
+        thumbs.append(F.interpolate(chunk[:, None], size=size, mode="area")[:, 0])
+    small = torch.cat(thumbs)
+    return (small[1:] - small[:-1]).abs().mean(dim=(1, 2)).double().cpu()
 
 
 def find_jump(frames: np.ndarray | torch.Tensor) -> Jump | None:

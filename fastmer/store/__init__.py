@@ -13,6 +13,10 @@ partial shard. A store is resumable: a run killed at any moment and started agai
 the same parameters skips the clips already in it (failed clips are retried) and ends
 with the same rows; every row carries its clip's ``corpus_index`` and the reader sorts by
 it, so rows come in corpus order whichever run wrote them (see :class:`StoreWriter`).
+Every row also records its clip's ``fingerprint`` (annotation, frame files' names, sizes
+and mtimes): a resumed run re-extracts the clips that changed and replaces their rows by
+rewriting the shards that held them, atomically, so a uid is never stored twice
+(:meth:`StoreWriter.supersede`, :func:`fastmer.extract.plan_resume`).
 The files are plain Parquet: pyarrow, pandas, DuckDB or Ray Data read them without fastmer;
 :func:`open` returns zero-copy torch tensors.
 """

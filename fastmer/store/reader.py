@@ -62,7 +62,8 @@ class FeatureStore:
         files = sorted((self.path / folder).glob("part-*.parquet"))
         if not files:
             return empty.empty_table()
-        table = pa.concat_tables([pq.read_table(f) for f in files])
+        # Shards written before a column was added (``fingerprint``) lack it: null there.
+        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
         # Corpus order whichever run (first or resumed) wrote a row: a stable sort on the
         # clip's corpus index keeps the views of one clip in their order. An uninterrupted
         # run writes in corpus order already: nothing is copied (tensors stay zero-copy).

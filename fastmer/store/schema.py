@@ -10,6 +10,7 @@ import pyarrow as pa
 
 FORMAT = "fastmer-store"
 # 2: face_angle and decoder columns; 3: corpus_index (resumable runs); 4: motion_curve and keyframes
+# (then, additively: the fingerprint column and store.json's "pending"; older v4 stores are read and resumed)
 FORMAT_VERSION = 4
 META_FILE = "store.json"
 CLIPS_DIR = "clips"
@@ -18,6 +19,10 @@ ERRORS_DIR = "errors"
 # ``corpus_index``: the clip's position in the run's clip list. Shards written by a run and
 # by the runs that resumed it are read back sorted by it, so rows come in corpus order
 # whichever run wrote them (the views of one clip share it and keep their write order).
+# ``fingerprint``: :meth:`fastmer.datasets.clip.Clip.fingerprint` when the row was written,
+# ``"<annotation digest>:<source digest>"``; a resumed run re-extracts a clip whose
+# fingerprint changed. Added within format v4 (null, or absent, in rows written before):
+# readers take shards with and without it.
 CLIP_COLUMNS = pa.schema(
     [
         ("uid", pa.string()),
@@ -39,6 +44,7 @@ CLIP_COLUMNS = pa.schema(
         ("motion_curve", pa.list_(pa.float32())),
         ("fastmer_version", pa.string()),
         ("params_hash", pa.string()),
+        ("fingerprint", pa.string()),
     ]
 )
 
@@ -59,6 +65,7 @@ ERROR_COLUMNS = pa.schema(
         ("source", pa.string()),
         ("stage", pa.string()),
         ("error", pa.string()),
+        ("fingerprint", pa.string()),
     ]
 )
 

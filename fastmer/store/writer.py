@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastmer import __version__
@@ -34,6 +35,22 @@ class RepresentationSpec:
             raise ValueError(f"dtype must be one of {', '.join(schema.DTYPES)}, got {self.dtype!r}")
         if len(self.channels) != self.shape[0]:
             raise ValueError(f"{len(self.channels)} channel names for shape {self.shape}")
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """What a resumed store holds for one clip (one corpus index).
+
+    Attributes:
+        uids: its rows' uids (one per view), or its error row's.
+        fingerprint: the clip's :meth:`~fastmer.datasets.clip.Clip.fingerprint` when it was
+            written; None in rows written before fingerprints were recorded.
+        failed: whether it is an error row.
+    """
+
+    uids: tuple[str, ...]
+    fingerprint: str | None
+    failed: bool
 
 
 def _fsync_dir(path: Path) -> None:
@@ -132,21 +149,37 @@ class StoreWriter:
 
     A store can be resumed: opening an existing store written with the same parameters
     (``params_hash``) and representations continues it. What its committed shards hold
-    is in :attr:`committed` (the caller skips those clips); new shards are numbered after
-    the existing ones, so no name is ever reused; temporary files left by a killed run
-    are deleted. A store written with other parameters is refused (``overwrite`` replaces
-    it). One writer at a time: the store folder is locked (``flock``) while open.
+    is in :attr:`committed` (the caller skips those clips), with each clip's fingerprint in
+    :attr:`stored`; new shards are numbered after the existing ones, so a new shard never
+    replaces an old one; temporary files left by a killed run are deleted. A store written
+    with other parameters is refused (``overwrite`` replaces it). One writer at a time:
+    the store folder is locked (``flock``) while open.
 
     Rows carry ``corpus_index``, the clip's position in the run's clip list (assigned in
-    ``add`` order when absent); the reader sorts by it, so rows come in corpus order
-    whichever run wrote them. The rows of one clip (its views) share the index and are
-    never split across shards, so a clip is committed whole or not at all.
+    ``add`` order when absent; a replaced clip keeps its index, see below); the reader
+    sorts by it, so rows come in corpus order whichever run wrote them. The rows of one
+    clip (its views) share the index and are never split across shards, so a clip is
+    committed whole or not at all.
 
     Failed clips: with ``retry_errors`` (the default) the error rows of the store being
-    resumed are not committed: the caller processes those clips again, and the old error
-    shards are deleted before the first new shard is written, so a clip never ends up in
-    both tables, and a transient failure is not permanent. With ``retry_errors=False``
-    they are kept and count as committed.
+    resumed are not committed: the caller processes those clips again, and their old error
+    rows are removed before the first new shard is written, so a clip never ends up in
+    both tables, and a transient failure is not permanent (:meth:`retain` keeps the error
+    row of a clip the caller will not process). With ``retry_errors=False`` they are kept
+    and count as committed.
+
+    Replacing stored clips (:meth:`supersede`: a clip whose annotation or files changed,
+    see the ``fingerprint`` column): the clip's index and uids are released, so the caller
+    adds the clip again, under the same corpus index. The old rows go the way of retried
+    error rows: they stay until this writer first writes something; then, before any new
+    shard, store.json records the released clips as ``pending`` (index and uids), and each
+    shard holding one of their rows is rewritten atomically without them (deleted when
+    nothing else is left). The other rows of those shards are copied unchanged, and shards
+    without such rows are not touched. So a uid is never in the store twice, and at every
+    moment a killed run leaves each released clip either with its old rows (the next run
+    sees the change again and redoes it) or with none, listed in ``pending``
+    (:attr:`pending`): the next run writes it under its old index, so rows keep their
+    corpus order. A clip leaves ``pending`` once its new rows (or error row) are written.
 
     Args:
         path: store directory; created. An existing directory that is not empty must
@@ -191,11 +224,18 @@ class StoreWriter:
         self._errors: list[dict[str, Any]] = []
         self._shard = 0
         self._error_shard = 0
-        self._stale_errors: list[Path] = []  # old error shards to delete before the first new shard
         self._next_index = 0
         self._uids: set[str] = set()
         #: corpus index -> uids of the rows already in the store (resumed stores).
         self.committed: dict[int, list[str]] = {}
+        #: corpus index -> everything the resumed store holds (rows and error rows, retried or not).
+        self.stored: dict[int, StoredClip] = {}
+        #: corpus index -> uids of clips a killed run removed to write them again and did not
+        #: write (store.json's ``pending``): not in the store; add them under this index.
+        self.pending: dict[int, list[str]] = {}
+        self._pending: dict[int, list[str]] = {}  # what store.json lists as pending
+        self._stale: dict[int, list[str]] = {}  # rows to remove before the first new shard
+        self._locations: dict[int, set[Path]] = {}  # corpus index -> shards holding its rows
         #: whether an existing store is being continued.
         self.resumed = False
         #: error rows of the resumed store whose clips are to be processed again.
@@ -285,27 +325,115 @@ class StoreWriter:
         self.resumed = True
         self.created = meta.get("created", self.created)
         clip_shards = _shards(self.path / schema.CLIPS_DIR)
-        for shard in clip_shards:
-            self._commit_existing(pq.read_table(shard, columns=["uid", "corpus_index"]), shard)
-            self.n_clips += pq.read_metadata(shard).num_rows
         error_shards = _shards(self.path / schema.ERRORS_DIR)
-        for shard in error_shards:
-            if retry_errors:
-                self.n_retried += pq.read_metadata(shard).num_rows
-                self._stale_errors.append(shard)
+        rows: dict[int, list[tuple[str, str | None]]] = {}  # corpus index -> (uid, fingerprint) of its rows
+        failed: dict[int, bool] = {}
+        seen: dict[str, Path] = {}
+        for shard in clip_shards + error_shards:
+            errors = shard.parent.name == schema.ERRORS_DIR
+            names = pq.read_schema(shard).names  # fingerprint: absent from stores written before it was recorded
+            table = pq.read_table(shard, columns=[c for c in ("uid", "corpus_index", "fingerprint") if c in names])
+            fingerprints = (table.column("fingerprint").to_pylist() if "fingerprint" in names
+                            else [None] * table.num_rows)
+            for uid, index, fingerprint in zip(table.column("uid").to_pylist(), table.column("corpus_index").to_pylist(),
+                                               fingerprints, strict=True):
+                if uid in seen:
+                    raise ValueError(f"store {self.path} is corrupt: {uid} is stored twice ({seen[uid]} and {shard})")
+                if failed.setdefault(index, errors) != errors:
+                    raise ValueError(f"store {self.path} is corrupt: clip {index} has both rows and an error row "
+                                     f"({uid} in {shard})")
+                seen[uid] = shard
+                rows.setdefault(index, []).append((uid, fingerprint or None))
+                self._locations.setdefault(index, set()).add(shard)
+            if errors:
+                self.n_errors += table.num_rows
             else:
-                self._commit_existing(pq.read_table(shard, columns=["uid", "corpus_index"]), shard)
-                self.n_errors += pq.read_metadata(shard).num_rows
+                self.n_clips += table.num_rows
+        for index, clip_rows in rows.items():
+            fingerprints = {fingerprint for _, fingerprint in clip_rows}
+            # The rows of one clip are written together with one fingerprint; anything else compares unequal.
+            fingerprint = fingerprints.pop() if len(fingerprints) == 1 else "?"
+            clip = self.stored[index] = StoredClip(tuple(uid for uid, _ in clip_rows), fingerprint, failed[index])
+            if clip.failed and retry_errors:
+                self._stale[index] = list(clip.uids)
+                self.n_retried += len(clip.uids)
+            else:
+                self._commit(index, list(clip.uids))
+        for entry in meta.get("pending") or []:
+            index = int(entry["corpus_index"])
+            if index not in self.stored:  # else the killed run did not get to remove its rows
+                self.pending[index] = list(entry["uids"])
+        self._pending = {index: list(uids) for index, uids in self.pending.items()}
+        self._next_index = max([*self.stored, *self.pending], default=-1) + 1
         self._shard = max((_shard_number(p) + 1 for p in clip_shards), default=0)
         self._error_shard = max((_shard_number(p) + 1 for p in error_shards), default=0)
 
-    def _commit_existing(self, table: pa.Table, shard: Path) -> None:
-        for uid, index in zip(table.column("uid").to_pylist(), table.column("corpus_index").to_pylist(), strict=True):
-            if uid in self._uids:
-                raise ValueError(f"store {self.path} is corrupt: {uid} is stored twice (again in {shard})")
-            self._uids.add(uid)
-            self.committed.setdefault(index, []).append(uid)
-            self._next_index = max(self._next_index, index + 1)
+    def _commit(self, index: int, uids: list[str]) -> None:
+        self.committed[index] = uids
+        self._uids.update(uids)
+
+    # --- replacing stored clips --------------------------------------------------------------
+    def supersede(self, index: int) -> None:
+        """Release stored clip ``index`` (its rows, or its error row) to be written again.
+
+        Its uids and index can be added again; its old rows are removed when this writer
+        first writes something (see the class docstring), not before: a run that writes
+        nothing leaves the store as it was.
+
+        Raises:
+            ValueError: ``index`` is not a committed clip of the store.
+        """
+        if index not in self.committed:
+            raise ValueError(f"clip {index} is not in store {self.path}")
+        uids = self.committed.pop(index)
+        self._uids.difference_update(uids)
+        self._stale[index] = uids
+
+    def retain(self, index: int) -> None:
+        """Keep the error row of failed clip ``index`` that ``retry_errors`` would remove
+        (a clip the caller does not process again: it counts as committed).
+
+        Raises:
+            ValueError: ``index`` is not a failed clip about to be retried.
+        """
+        stored = self.stored.get(index)
+        if stored is None or not stored.failed or index not in self._stale:
+            raise ValueError(f"clip {index} of store {self.path} is not a failed clip being retried")
+        uids = self._stale.pop(index)
+        self.n_retried -= len(uids)
+        self._commit(index, uids)
+
+    def _drop_stale(self) -> None:
+        """Remove the rows of released and retried clips: journal them as pending in
+        store.json, then rewrite (or delete) each shard that holds some, atomically."""
+        if not self._stale:
+            return
+        self._pending.update(self._stale)
+        self._write_meta(complete=False)  # first: a clip whose rows are gone is listed with its index
+        drop = pa.array(sorted({uid for uids in self._stale.values() for uid in uids}), pa.string())
+        shards = sorted({shard for index in self._stale for shard in self._locations.pop(index, ())})
+        for shard in shards:
+            dropped = self._rewrite_without(shard, drop)
+            if shard.parent.name == schema.ERRORS_DIR:
+                self.n_errors -= dropped
+            else:
+                self.n_clips -= dropped
+        for folder in sorted({shard.parent for shard in shards}):
+            _fsync_dir(folder)  # the deletions
+        self._stale.clear()
+
+    @staticmethod
+    def _rewrite_without(shard: Path, uids: pa.Array) -> int:
+        """Rewrite ``shard`` atomically without the rows of ``uids`` (delete it if none is
+        left); the other rows are copied as they are. Returns the number of rows removed."""
+        table = pq.read_table(shard)
+        keep = pc.invert(pc.is_in(table.column("uid"), value_set=uids))
+        n_keep = pc.sum(keep.cast(pa.int64())).as_py() or 0
+        if n_keep == 0:
+            shard.unlink()
+        elif n_keep < table.num_rows:
+            atomic_write_table(table.filter(keep), shard)
+        return table.num_rows - n_keep
 
     # --- writing ---------------------------------------------------------------------------
     def _representations_meta(self) -> dict[str, Any]:
@@ -327,6 +455,7 @@ class StoreWriter:
             "params_hash": self.params_hash,
             "runtime": self.runtime,
             "representations": self._representations_meta(),
+            "pending": [{"corpus_index": index, "uids": uids} for index, uids in sorted(self._pending.items())],
         }
         atomic_write_bytes(self.path / schema.META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
 
@@ -369,20 +498,15 @@ class StoreWriter:
         """Buffer one error row (uid, corpus_index, dataset, subject, clip_id, source, stage, error)."""
         self._errors.append({**row, "corpus_index": self._claim(row)})
 
-    def _drop_stale_errors(self) -> None:
-        if self._stale_errors:
-            for shard in self._stale_errors:
-                shard.unlink(missing_ok=True)
-            _fsync_dir(self.path / schema.ERRORS_DIR)
-            self._stale_errors.clear()
-
     def flush(self) -> None:
         """Write the buffered clips and errors as new shards."""
         if not self._rows and not self._errors:
             return
-        if not self._started:  # a resumed store: incomplete from now on
+        if self._stale:  # before any new shard: a uid is never stored twice, a retried clip never in both tables
+            self._drop_stale()  # (marks the store incomplete first)
+        elif not self._started:  # a resumed store: incomplete from now on
             self._write_meta(complete=False)
-        self._drop_stale_errors()  # before any new shard: a retried clip is never in both tables
+        written = {row["corpus_index"] for row in self._rows} | {row["corpus_index"] for row in self._errors}
         if self._rows:
             table = clips_table(self._rows, self._tensors, self.representations)
             atomic_write_table(table, self.path / schema.CLIPS_DIR / f"part-{self._shard:05d}.parquet")
@@ -399,15 +523,15 @@ class StoreWriter:
             self._error_shard += 1
             self.n_errors += len(self._errors)
             self._errors.clear()
+        for index in written:
+            self._pending.pop(index, None)
         self._write_meta(complete=False)
 
     def close(self) -> None:
         """Flush, mark the store complete and release it."""
         try:
             self.flush()
-            if self._stale_errors:  # nothing was retried after all: the old error rows stay
-                self.n_errors += self.n_retried
-                self._stale_errors.clear()
+            self._stale.clear()  # nothing was written: the old rows (and error rows) stay
             self._write_meta(complete=True)
         finally:
             self._unlock()

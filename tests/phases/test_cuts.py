@@ -58,3 +58,28 @@ def test_a_micro_expression_clip_has_no_jump(tiny_corpus):
     assert find_jump(frames[:1]) is None
     with pytest.raises(ValueError, match="expected"):
         frame_changes(np.zeros((3, 4), np.uint8))
+
+
+def test_a_video_with_a_cut_is_an_error_row_not_an_apex(films, tmp_path):
+    """Issue 17, item 13: on a film clip with cuts the apex was "spotted" on a cut."""
+    from click.testing import CliRunner
+
+    import fastmer.store as fstore
+    from fastmer.cli import main
+
+    handheld, static = films
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name, frames in (("cut", np.concatenate([handheld[:40], static[:30]])), ("continuous", handheld[:70])):
+        writer = cv2.VideoWriter(str(folder / f"{name}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, frames.shape[2:0:-1])
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        writer.release()
+    result = CliRunner().invoke(main, ["extract", str(folder), "-d", "videos", "-r", "flow_onset_apex", "--face-detector",
+                                       "haar", "--no-progress", "-o", str(tmp_path / "store")])
+    assert result.exit_code == 3, result.output
+    store = fstore.open(tmp_path / "store")
+    errors = store.errors.to_pylist()
+    assert [e["uid"].rsplit("/", 1)[-1] for e in errors] == ["cut"] and errors[0]["stage"] == "phases"
+    assert "jump between frame 39 and 40" in errors[0]["error"] and "scene cut" in errors[0]["error"]
+    assert [uid.rsplit("/", 1)[-1] for uid in store.column("uid")] == ["continuous"]
