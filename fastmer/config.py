@@ -34,7 +34,8 @@ FLOW_REPRESENTATIONS = frozenset({"flow_onset_apex", "flow_phases", "cof", "mm_c
 # Frame decoders (fastmer.decode): auto picks DALI when installed and able, else PyAV for
 # video and OpenCV for images; the dali-cpu/dali-gpu variants force where DALI runs.
 DECODERS = ("auto", "dali", "pyav", "opencv", "dali-cpu", "dali-gpu")
-# Face detectors (fastmer.face): auto = YuNet when its model is given or cached, else Haar;
+# Face detectors (fastmer.face): auto = YuNet with the given or cached model (an error without one;
+# Haar only by name, "haar");
 # none = the frames are face crops already (CASME II's and SAMM's cropped releases): each
 # frame is used whole.
 FACE_DETECTORS = ("auto", "yunet", "haar", "none")
@@ -77,6 +78,11 @@ class ExtractConfig:
         batch_size: clips gathered into one batch of the flow and representation stage (one
             TV-L1 call for all their pairs); on a GPU, larger batches keep it busier.
         shard_size: clips per Parquet shard.
+        max_frames: clips longer than this onset..offset are error rows (stage
+            ``annotation``), before anything is decoded. A clip is streamed through decoding
+            and cropping, so its full-size frames are never held, but its crops, its motion
+            curve's (T x T) Gram matrix and its dynamic images grow with T (see
+            bench/RESULTS.md: peak memory by clip length).
     """
 
     size: int = 128
@@ -97,6 +103,7 @@ class ExtractConfig:
     workers: int | None = None
     batch_size: int = 64
     shard_size: int = 256
+    max_frames: int = 5000
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 1024:
@@ -119,7 +126,7 @@ class ExtractConfig:
                              f"got {list(self.representations)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("batch_size", "shard_size"):
+        for name in ("batch_size", "shard_size", "max_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers is not None and self.workers < 1:
@@ -135,7 +142,7 @@ class ExtractConfig:
         params = asdict(self)
         # How frames are decoded and where things run does not change the features (the
         # decoders agree, see tests/decode); the model path is machine-specific.
-        for runtime_only in ("workers", "batch_size", "shard_size", "device", "decoder", "face_model"):
+        for runtime_only in ("workers", "batch_size", "shard_size", "device", "decoder", "face_model", "max_frames"):
             params.pop(runtime_only)
         from fastmer.motion.representations import REPRESENTATIONS  # noqa: PLC0415  (torch: only when extracting)
 
@@ -175,7 +182,7 @@ class ExtractConfig:
                 its channels, the TV-L1 or LBP-TOP parameters differ from what this version
                 computes (named), or a setting is missing.
         """
-        unknown = set(runtime) - {"device", "workers", "batch_size", "decoder", "face_model"}
+        unknown = set(runtime) - {"device", "workers", "batch_size", "decoder", "face_model", "max_frames"}
         if unknown:
             raise ValueError(f"not runtime settings: {', '.join(sorted(unknown))}")
         recorded = params.get("representations") or {}

@@ -52,6 +52,7 @@ from fastmer.datasets.clip import VIEWS, Clip
 from fastmer.decode import open_clip_frames, split_views
 from fastmer.errors import ClipError
 from fastmer.face import FaceDetector, crop_clip, locate_face, make_detector
+from fastmer.face.track import sample_indices
 from fastmer.motion.flow import compute_flow
 from fastmer.motion.representations import (
     LBPTOP_PARAMS,
@@ -71,7 +72,7 @@ from fastmer.motion.representations import (
 )
 from fastmer.ops.tvl1 import TVL1Params
 from fastmer.phases import motion_curve, resolve
-from fastmer.phases.cuts import find_jump
+from fastmer.phases.cuts import ChangeMeter
 from fastmer.store import schema
 from fastmer.store.reader import FeatureStore
 from fastmer.store.writer import RepresentationSpec, StoreWriter, clips_table
@@ -83,6 +84,12 @@ R = TypeVar("R")
 #: Pipeline stages, in data order: the first four run per clip on the workers, ``flow`` and
 #: ``representations`` per batch, ``write`` on the writer thread.
 STAGES = ("decode", "face", "crop", "apex", "flow", "representations", "write")
+#: Full-size frames decoded at a time while a clip streams through decode -> crop.
+CHUNK_BYTES = 32 << 20
+#: A flow/representation batch is cut short when its clips' crops reach this size (long clips).
+BATCH_CROP_BYTES = 256 << 20
+#: Frames whose faces make the box in ``--face-box union`` mode.
+FACE_SAMPLES = 8
 
 
 class StageTimes:
@@ -176,31 +183,52 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
         if "lbptop" in config.representations and offset - onset + 1 < lbptop_min_frames():
             raise ClipError("annotation", f"{clip.uid}: {offset - onset + 1} frames onset..offset; LBP-TOP "
                                           f"(lbptop, R_T = {LBPTOP_PARAMS['radii'][2]}) needs at least {lbptop_min_frames()}")
+        numbers = range(onset, offset + 1)
+        if len(numbers) > config.max_frames:
+            raise ClipError("annotation", f"{clip.uid}: {len(numbers)} frames onset..offset, more than max_frames "
+                                          f"{config.max_frames} (--max-frames): far longer than a micro-expression; "
+                                          "give the clip's onset and offset, or raise the limit (memory grows with it)")
+
+        def views_of(frames: np.ndarray) -> dict[str, np.ndarray]:
+            if clip.view == "full":
+                return split_views(frames, config.views)
+            return {clip.view: split_views(frames, "split")[clip.view]}  # one half of side-by-side frames
+
+        onset_file = (clip.frame_paths[clip.frame_numbers.index(onset)] if onset in clip.frame_numbers
+                      else f"frame {onset} of {clip.source}")
         with open_clip_frames(clip, engine=config.decoder, device=decode_device) as frames_source:
             result.decoder = (frames_source.engine, frames_source.reason)
-            frames = frames_source.read(range(onset, offset + 1))
-        jump = find_jump(frames)  # before the apex could be spotted on it
+            # The face first, from the frames the box needs (the onset, or the union's samples)...
+            probe_at = [0] if config.face_box == "onset" else sample_indices(len(numbers), FACE_SAMPLES)
+            probe = frames_source.read([numbers[i] for i in probe_at])
+            clock.lap("decode")
+            tracks = {}
+            for name, view_frames in views_of(probe).items():
+                where = (clip.uid if name == clip.view else clip.with_view(name).uid) + f" ({onset_file})"
+                tracks[name] = locate_face(view_frames, detector, mode=config.face_box, scale=config.face_scale,
+                                           samples=FACE_SAMPLES, align=config.align, where=where)
+            clock.lap("face")
+            # ... then the clip streamed in chunks, cropped as it comes: only the crops are
+            # kept, so memory grows with the clip by size^2 bytes a frame, not by its frames'.
+            height, width = probe.shape[1:3]
+            step = max(8, min(256, CHUNK_BYTES // max(1, height * width)))
+            crops = {name: np.empty((len(numbers), config.size, config.size), np.uint8) for name in tracks}
+            changes = ChangeMeter()
+            at = 0
+            for chunk in frames_source.chunks(numbers, step):
+                changes.add(chunk)
+                clock.lap("decode")
+                for name, view_frames in views_of(chunk).items():
+                    crops[name][at : at + len(chunk)] = crop_clip(view_frames, tracks[name].box, config.size,
+                                                                  angle=tracks[name].angle)
+                at += len(chunk)
+                clock.lap("crop")
+        jump = changes.jump()  # before the apex could be spotted on it
         if jump is not None:
             raise ClipError("phases", f"{clip.uid}: the frames jump between frame {onset + jump.index} and "
                                       f"{onset + jump.index + 1} (mean change {jump.change:.0f} grey levels, above the "
                                       f"clip's limit of {jump.threshold:.0f}): a scene cut, missing frames or a flash, "
                                       "not one continuous recording of a face")
-        if clip.view == "full":
-            views = split_views(frames, config.views)
-        else:  # a clip that is already one half of side-by-side frames
-            views = {clip.view: split_views(frames, "split")[clip.view]}
-        clock.lap("decode")
-        onset_file = (clip.frame_paths[clip.frame_numbers.index(onset)] if onset in clip.frame_numbers
-                      else f"frame {onset} of {clip.source}")
-        tracks, crops = {}, {}
-        for name, view_frames in views.items():
-            where = clip.uid if name == clip.view else clip.with_view(name).uid
-            where += f" ({onset_file})"
-            tracks[name] = locate_face(view_frames, detector, mode=config.face_box, scale=config.face_scale,
-                                       align=config.align, where=where)
-            clock.lap("face")
-            crops[name] = crop_clip(view_frames, tracks[name].box, config.size, angle=tracks[name].angle)
-            clock.lap("crop")
         # Every view's curve is stored; a spotted apex is found on their sum.
         curves = {name: motion_curve(c, config.apex_estimator).double().cpu().numpy() for name, c in crops.items()}
         phases = resolve(onset, apex, offset, list(crops.values()), mode=config.apex,
@@ -410,6 +438,8 @@ class FeatureStage:
                 view_features[schema.KEYFRAMES] = keyframes(crops, row["apex"] - row["onset"])
                 result.features.append(view_features)
                 i += 1
+            # The crops are spent: results waiting to be written must not hold whole clips.
+            result.views = [(row, None) for row, _ in result.views]
         seconds["flow"] = flow_seconds
         seconds["representations"] = time.perf_counter() - begin - flow_seconds
         return n_pairs, seconds
@@ -456,14 +486,16 @@ def _run_local(
         results = ordered_map(lambda c: process_clip(c, detector, config, decode_device), todo.values(), pool,
                               window=4 * workers)
         batch: list[tuple[int, _ClipResult]] = []
-        n_views = 0
+        n_views, n_bytes = 0, 0
         for index, result in zip(todo, results, strict=True):
             batch.append((index, result))
             n_views += len(result.views)
-            if n_views >= config.batch_size:
+            n_bytes += sum(crops.nbytes for _, crops in result.views)
+            # --batch-size clips, or fewer long ones: the batch's crops stay within BATCH_CROP_BYTES
+            if n_views >= config.batch_size or n_bytes >= BATCH_CROP_BYTES:
                 on_batch(*features([r for _, r in batch]))
                 yield from batch
-                batch, n_views = [], 0
+                batch, n_views, n_bytes = [], 0, 0
         if batch:
             on_batch(*features([r for _, r in batch]))
             yield from batch

@@ -63,6 +63,8 @@ def _faces() -> dict[str, Any]:
         from fastmer.hub import model_path  # noqa: PLC0415
 
         detector, why = make_detector("auto")
+    except ValueError as exc:  # no YuNet model, or a corrupt one: the message says what to do
+        return {"auto": None, "reason": str(exc)}
     except Exception as exc:  # noqa: BLE001  (info reports, it does not crash)
         return {"auto": None, "reason": f"{type(exc).__name__}: {exc}"}
     return {"auto": detector.name, "reason": why, "yunet_cache": str(model_path("yunet"))}

@@ -50,11 +50,12 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_store(tiny_corpus, tmp_path_factory) -> Path:
+    from fastmer.config import ExtractConfig
     from fastmer.datasets import load
     from fastmer.extract import extract
 
     store = tmp_path_factory.mktemp("tiny_store") / "store"
-    summary = extract(load("casme2", tiny_corpus), store)
+    summary = extract(load("casme2", tiny_corpus), store, ExtractConfig(face_detector="haar"))
     assert summary.n_failed == 0, summary.failures
     return store
 

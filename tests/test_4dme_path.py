@@ -45,7 +45,7 @@ def fourdme_corpus(tiny_corpus, tmp_path_factory):
 def test_4dme_split_views_extract_and_train(fourdme_corpus, tmp_path):
     runner = CliRunner()
     store_path = tmp_path / "store"
-    result = runner.invoke(main, ["extract", str(fourdme_corpus), "-d", "4dme", "--views", "split", "--apex", "spot",
+    result = runner.invoke(main, ["extract", str(fourdme_corpus), "--face-detector", "haar", "-d", "4dme", "--views", "split", "--apex", "spot",
                                   "-r", "flow_phases", "--size", "48", "-o", str(store_path)])
     assert result.exit_code == 0, result.output
     store = fstore.open(store_path)

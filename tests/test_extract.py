@@ -102,7 +102,7 @@ def test_bad_clips_become_error_rows_and_the_rest_is_unchanged(tiny_corpus, tiny
     lines = []
     loaded = load("casme2", corpus)
     assert bad_apex.uid in loaded.report.defects["apex_outside"]
-    summary = extract(loaded, tmp_path / "store", ExtractConfig(), log=lines.append)
+    summary = extract(loaded, tmp_path / "store", ExtractConfig(face_detector="haar"), log=lines.append)
     assert (summary.n_ok, summary.n_failed) == (5, 4)
     store = fstore.open(tmp_path / "store")
     errors = {u: (s, e) for u, s, e in zip(store.errors.column("uid").to_pylist(), store.errors.column("stage").to_pylist(),
@@ -134,10 +134,10 @@ def test_apex_policies(tiny_corpus, tmp_path):
     clips = list(load("casme2", corpus))
     set_annotation(corpus, clips[3], "ApexFrame", "/")
     loaded = load("casme2", corpus)
-    strict = extract(loaded, tmp_path / "strict", ExtractConfig(apex="annotation", size=64))
+    strict = extract(loaded, tmp_path / "strict", ExtractConfig(face_detector="haar", apex="annotation", size=64))
     assert strict.n_failed == 1 and strict.failures[0]["uid"] == clips[3].uid
     assert "no valid apex annotated" in strict.failures[0]["error"]
-    spotted = extract(loaded, tmp_path / "spot", ExtractConfig(apex="spot", apex_estimator="regions", size=64))
+    spotted = extract(loaded, tmp_path / "spot", ExtractConfig(face_detector="haar", apex="spot", apex_estimator="regions", size=64))
     store = fstore.open(tmp_path / "spot")
     assert spotted.n_failed == 0 and store.column("apex_source") == ["spotted:regions"] * 9
     # the estimator draws every stored motion curve, annotated apex or not: it is a feature parameter
@@ -166,7 +166,7 @@ def test_views_split_crops_each_half(tiny_corpus, tiny_store, tmp_path):
     clips = list(load("casme2", tiny_corpus))[:3]
     corpus = side_by_side_corpus(tiny_corpus, tmp_path / "corpus", clips)
     wide = [c for c in load("casme2", corpus) if c.uid in {k.uid for k in clips}]
-    summary = extract(wide, tmp_path / "store", ExtractConfig(views="split", apex="spot"))
+    summary = extract(wide, tmp_path / "store", ExtractConfig(face_detector="haar", views="split", apex="spot"))
     assert (summary.n_ok, summary.n_rows, summary.n_failed) == (3, 6, 0)
     store = fstore.open(tmp_path / "store")
     assert store.column("uid") == [f"{c.uid}@{v}" for c in clips for v in ("left", "right")]
@@ -191,7 +191,7 @@ def test_views_split_crops_each_half(tiny_corpus, tiny_store, tmp_path):
 
 def test_float16_store_and_config_validation(tiny_corpus, tmp_path):
     clips = load("casme2", tiny_corpus)[:2]
-    extract(clips, tmp_path / "s16", ExtractConfig(dtype="float16", size=64, workers=1))
+    extract(clips, tmp_path / "s16", ExtractConfig(face_detector="haar", dtype="float16", size=64, workers=1))
     store = fstore.open(tmp_path / "s16")
     assert store.numpy("flow_onset_apex").dtype == np.float16 and store.numpy("flow_onset_apex").shape == (2, 4, 64, 64)
     for bad in ({"size": 8}, {"dtype": "int8"}, {"face_scale": 9.0}, {"flow_backend": "magic"}, {"workers": 0},
@@ -254,7 +254,7 @@ def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpu
 
 def test_a_subset_of_representations(tiny_corpus, tmp_path):
     clips = load("casme2", tiny_corpus)[:2]
-    extract(clips, tmp_path / "di", ExtractConfig(representations=("dynamic_image", "mesti"), size=64))
+    extract(clips, tmp_path / "di", ExtractConfig(face_detector="haar", representations=("dynamic_image", "mesti"), size=64))
     store = fstore.open(tmp_path / "di")
     assert set(store.representations) == {"dynamic_image", "mesti", "keyframes"}
     assert store.tensor("mesti").shape == (2, 1, 64, 64)
@@ -276,7 +276,7 @@ def test_lbptop_representation(tiny_corpus, tmp_path):
     long = clips[:2]
     assert all(c.offset - c.onset + 1 >= 9 for c in long)
     short = [dataclasses.replace(clips[2], apex=clips[2].onset + 3, offset=clips[2].onset + 7)]  # 8 frames
-    summary = extract(long + short, tmp_path / "lbp", ExtractConfig(representations=("lbptop",), size=64))
+    summary = extract(long + short, tmp_path / "lbp", ExtractConfig(face_detector="haar", representations=("lbptop",), size=64))
     assert summary.n_failed == 1 and "LBP-TOP (lbptop, R_T = 4) needs at least 9" in summary.failures[0]["error"]
     store = fstore.open(tmp_path / "lbp")
     assert store.channels("lbptop") == ("xy", "xt", "yt") and store.tensor("lbptop").shape == (2, 3, 25, 16)
@@ -298,7 +298,7 @@ def test_stage_times_pairs_and_a_failing_write(tiny_corpus, tmp_path, monkeypatc
 
     clips = load("casme2", tiny_corpus)
     lines = []
-    config = ExtractConfig(size=64, batch_size=2, shard_size=2)
+    config = ExtractConfig(face_detector="haar", size=64, batch_size=2, shard_size=2)
     summary = extract(clips[:4], tmp_path / "ok", config, log=lines.append)
     assert summary.n_pairs == 8 and summary.pairs_per_s > 0  # onset->apex and apex->offset per clip
     assert list(summary.stages) == list(STAGES) and all(summary.stages[s] > 0 for s in STAGES)
@@ -338,7 +338,7 @@ def test_a_duplicated_sheet_row_is_extracted_once_and_reported(tiny_corpus, tmp_
     sheet = book.active
     sheet.append([cell.value for cell in sheet[3]])  # the second clip's row again, at the end
     book.save(corpus / SPREADSHEET_NAME)
-    result = CliRunner().invoke(main, ["extract", str(corpus), "-o", str(tmp_path / "store"), "--no-progress"])
+    result = CliRunner().invoke(main, ["extract", str(corpus), "--face-detector", "haar", "-o", str(tmp_path / "store"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "9 of 9 clips extracted" in result.stdout
     assert f"rows 3 and {sheet.max_row}: both describe" in result.stderr and "duplicate_row 1" in result.stderr
@@ -355,7 +355,7 @@ def test_a_truncated_frame_is_an_error_row_naming_the_file(tiny_corpus, tmp_path
     victim = clips[4]
     frame = corpus / victim.source / f"img{victim.apex}.jpg"
     frame.write_bytes(frame.read_bytes()[: frame.stat().st_size // 2])
-    summary = extract(load("casme2", corpus), tmp_path / "store", ExtractConfig(decoder="opencv"), log=lambda line: None)
+    summary = extract(load("casme2", corpus), tmp_path / "store", ExtractConfig(face_detector="haar", decoder="opencv"), log=lambda line: None)
     assert (summary.n_ok, summary.n_failed) == (8, 1)
     store = fstore.open(tmp_path / "store")
     row = store.errors.to_pylist()[0]

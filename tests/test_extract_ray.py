@@ -52,7 +52,7 @@ def test_ray_store_equals_the_local_store(local_ray, damaged_corpus, tmp_path):
     for executor in ("local", "ray"):
         out = tmp_path / executor
         extra = ["--ray-decode-actors", "1", "--ray-feature-actors", "1"] if executor == "ray" else []
-        result = runner.invoke(main, ["extract", str(corpus), "-o", str(out), "--executor", executor, *OPTIONS, *extra])
+        result = runner.invoke(main, ["extract", str(corpus), "--face-detector", "haar", "-o", str(out), "--executor", executor, *OPTIONS, *extra])
         assert result.exit_code == 3, result.output  # one clip failed, the run went on
         assert "8 of 9 clips extracted" in result.output and "flow pairs/s" in result.output
         stores[executor] = fstore.open(out)
@@ -82,10 +82,10 @@ def test_ray_summary_counts_stages_and_pairs(local_ray, tiny_corpus, tmp_path):
 
 def test_ray_options_are_checked(tiny_corpus, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(main, ["extract", str(tiny_corpus), "-o", str(tmp_path / "s"), "--ray-gpus", "1"])
+    result = runner.invoke(main, ["extract", str(tiny_corpus), "--face-detector", "haar", "-o", str(tmp_path / "s"), "--ray-gpus", "1"])
     assert result.exit_code == 2 and "--ray-gpus only apply with --executor ray" in result.output
     with pytest.raises(ValueError, match="decode_actors must be >= 1"):
-        extract(load("casme2", tiny_corpus)[:1], tmp_path / "t", ExtractConfig(size=64), executor="ray",
+        extract(load("casme2", tiny_corpus)[:1], tmp_path / "t", ExtractConfig(face_detector="haar", size=64), executor="ray",
                 ray_options={"decode_actors": 0}, log=lambda line: None)
     with pytest.raises(ValueError, match="executor must be one of local, ray"):
         extract(load("casme2", tiny_corpus)[:1], tmp_path / "u", executor="dask")

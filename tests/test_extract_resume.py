@@ -17,7 +17,7 @@ from fastmer.config import ExtractConfig
 from fastmer.datasets import load
 from fastmer.extract import extract
 
-CONFIG = {"shard_size": 2, "batch_size": 2}
+CONFIG = {"shard_size": 2, "batch_size": 2, "face_detector": "haar"}
 RUN = (
     "import sys\n"
     "from fastmer.config import ExtractConfig\n"
@@ -153,7 +153,7 @@ def test_failed_clips_are_retried_on_resume(tiny_corpus, clean, tmp_path):
 def test_cli_resumes_the_same_command_and_overwrite_recomputes(tiny_corpus, tmp_path):
     """(d)"""
     runner = CliRunner()
-    command = ["extract", str(tiny_corpus), "-o", str(tmp_path / "s"), "--no-progress", "--size", "64"]
+    command = ["extract", str(tiny_corpus), "--face-detector", "haar", "-o", str(tmp_path / "s"), "--no-progress", "--size", "64"]
     first = runner.invoke(main, command)
     assert first.exit_code == 0, first.output
     assert "9 of 9 clips extracted" in first.stdout and "0 failed, 0 skipped (already in the store)" in first.stdout

@@ -44,8 +44,9 @@ DEFAULTS = ExtractConfig()
 @click.option("--decoder", type=click.Choice(DECODERS), default=DEFAULTS.decoder,
               help="Frame decoder (auto: DALI when installed and able, else PyAV/OpenCV).")
 @click.option("--face-detector", type=click.Choice(FACE_DETECTORS), default=DEFAULTS.face_detector,
-              help="auto: YuNet when --face-model is given or the model is cached, else the Haar cascade; "
-                   "none: the frames are face crops already (e.g. CASME II's Cropped release), used whole.")
+              help="auto: YuNet (--face-model, or the model `fastmer models fetch yunet` cached; an error without "
+                   "one); haar: OpenCV's Haar cascade; none: the frames are face crops already (e.g. CASME II's "
+                   "Cropped release), used whole.")
 @click.option("--face-model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YuNet ONNX model [default: the cached one, see `fastmer models fetch yunet`].")
 @click.option("--face-box", type=click.Choice(FACE_BOX_MODES), default=DEFAULTS.face_box,
@@ -69,6 +70,9 @@ DEFAULTS = ExtractConfig()
 @click.option("--workers", type=click.IntRange(1), default=None, help="Clips in parallel [default: CPU count].")
 @click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size,
               help="Clips per flow/representation batch (one TV-L1 call for all their pairs; larger keeps a GPU busier).")
+@click.option("--max-frames", type=click.IntRange(2), default=DEFAULTS.max_frames, show_default=True,
+              help="Clips longer than this (onset..offset) are error rows, decoded not at all: memory grows with "
+                   "the clip's length (crops, motion curve).")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local",
               help="local: threads on this machine; ray: Ray Data actor pools, this machine or a cluster "
                    "(needs fastmer[ray]).")
@@ -83,7 +87,7 @@ DEFAULTS = ExtractConfig()
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (recompute every clip).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s, flow pairs/s and the ETA on stderr.")
 def command(root, dataset, out, annotations, protocol, representations, size, dtype, decoder, face_detector, face_model, face_box,
-            face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, batch_size,
+            face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, batch_size, max_frames,
             executor, ray_address, ray_decode_actors, ray_feature_actors, ray_gpus, overwrite, progress):
     """Extract features of the corpus at ROOT into the feature store --out.
 
@@ -137,7 +141,8 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
                                decoder=decoder, face_detector=face_detector,
                                face_model=face_model, face_box=face_box, face_scale=face_scale, align=align,
                                views=views, apex=apex, apex_estimator=apex_estimator, flow_backend=flow_backend,
-                               flow_preset=flow_preset, device=device, workers=workers, batch_size=batch_size)
+                               flow_preset=flow_preset, device=device, workers=workers, batch_size=batch_size,
+                               max_frames=max_frames)
         ray_flags = {"--ray-address": ray_address, "--ray-decode-actors": ray_decode_actors,
                      "--ray-feature-actors": ray_feature_actors, "--ray-gpus": ray_gpus}
         given = [flag for flag, value in ray_flags.items() if value is not None]

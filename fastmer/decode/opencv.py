@@ -10,6 +10,7 @@ level darker than PyAV/DALI on average.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -57,6 +58,30 @@ class OpenCVVideo(VideoSource):
             raise ClipError("decode", f"cannot read video {path} with OpenCV: no frames found")
         codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ").lower()
         super().__init__(path, reason, n_frames=n_frames, fps=fps, codec=codec, width=width, height=height)
+
+    def _chunks(self, wanted: list[int], size: int, color: bool) -> Iterator[np.ndarray]:
+        """One sequential pass (``read`` per chunk would restart from frame 0 every time)."""
+        buffer: list[np.ndarray] = []
+        position, index = 0, 0
+        capture = cv2.VideoCapture(self.source)
+        try:
+            while position < len(wanted):
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                if index == wanted[position]:
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    buffer.append(rgb if color else rgb_to_gray(rgb))
+                    position += 1
+                    if len(buffer) == size or position == len(wanted):
+                        yield np.stack(buffer)
+                        buffer = []
+                index += 1
+        finally:
+            capture.release()
+        if position < len(wanted):
+            raise ClipError("decode", f"cannot decode frame(s) {show_numbers(wanted[position:])} of {self.source}: "
+                                      f"OpenCV stopped after {index} frames (corrupt or truncated video?)")
 
     def _decode(self, unique: list[int], color: bool) -> list[np.ndarray]:
         wanted = set(unique)

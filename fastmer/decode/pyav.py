@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -157,6 +158,45 @@ class PyAVVideo(VideoSource):
             raise ClipError("decode", f"cannot decode frame(s) {show_numbers(missing)} of {self.source}: "
                                       "the decoder ran out of frames (corrupt or truncated video?)")
         return [got[n] for n in unique]
+
+    def _chunks(self, wanted: list[int], size: int, color: bool) -> Iterator[np.ndarray]:
+        """One seek to the keyframe before the first wanted frame, then forward decoding,
+        yielding every ``size`` wanted frames. If timestamps do not line up (or there are
+        none to seek by), the frames not yet yielded are read by :meth:`read`, which
+        resynchronises by decoding sequentially."""
+        import av  # noqa: PLC0415
+        from av.video.reformatter import VideoReformatter  # noqa: PLC0415
+
+        if not self._index_of:
+            yield from super()._chunks(wanted, size, color)
+            return
+        convert = VideoReformatter()
+        buffer: list[np.ndarray] = []
+        position = 0  # next wanted frame
+        try:
+            container, stream = self._open()
+            with container:
+                keyframes = self.info.keyframes
+                key = keyframes[max(bisect.bisect_right(keyframes, wanted[0]) - 1, 0)]
+                if key > 0:
+                    container.seek(self.info.pts[key], stream=stream, backward=True, any_frame=False)
+                for frame in container.decode(stream):
+                    index = self._index_of.get(frame.pts)
+                    if index is None or index > wanted[position]:
+                        break  # unknown timestamp, or the seek landed past a wanted frame
+                    if index < wanted[position]:
+                        continue
+                    rgb = frame_to_rgb(frame, convert)
+                    buffer.append(rgb if color else rgb_to_gray(rgb))
+                    position += 1
+                    if len(buffer) == size or position == len(wanted):
+                        yield np.stack(buffer)
+                        buffer = []
+                    if position == len(wanted):
+                        return
+        except av.error.FFmpegError:
+            pass  # read() below decodes again and names the frames it cannot get
+        yield from super()._chunks(wanted[position - len(buffer):], size, color)
 
     def _open(self) -> tuple[object, object]:
         import av  # noqa: PLC0415

@@ -16,8 +16,9 @@ Colour conventions (the same in every engine, so that engines agree):
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -100,6 +101,33 @@ class FrameSource(ABC):
         for i, n in enumerate(wanted):
             out[i] = decoded[position[n]]
         return out
+
+    def chunks(self, numbers: Iterable[int], size: int, *, color: bool = False) -> Iterator[np.ndarray]:
+        """Frames ``numbers`` (ascending, distinct) as consecutive ``(t, H, W[, 3])`` arrays of
+        at most ``size`` frames, in order: a long clip is streamed, never held whole.
+
+        The frames are those :meth:`read` gives (same engine, same conversion). Video engines
+        decode forward once (one seek) rather than once per chunk.
+
+        Raises:
+            ValueError: ``numbers`` not ascending and distinct, or ``size < 1``.
+            ClipError: as :meth:`read`; numbers this source does not have are reported before
+                anything is decoded.
+        """
+        wanted = as_numbers(numbers)
+        if size < 1:
+            raise ValueError(f"chunk size must be >= 1, got {size}")
+        if any(b <= a for a, b in itertools.pairwise(wanted)):
+            raise ValueError("chunks() reads ascending, distinct frame numbers")
+        if not wanted:
+            raise ClipError("decode", f"no frames requested from {self.source}")
+        self._check(wanted)
+        return self._chunks(wanted, size, color)
+
+    def _chunks(self, wanted: list[int], size: int, color: bool) -> Iterator[np.ndarray]:
+        """Checked ascending ``wanted`` in chunks; by default one :meth:`read` per chunk."""
+        for start in range(0, len(wanted), size):
+            yield self.read(wanted[start : start + size], color=color)
 
     def _check(self, unique: list[int]) -> None:
         """ClipError for numbers this source does not have."""

@@ -79,9 +79,7 @@ class _FeatureStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = list(batch["result"])
         begin = time.perf_counter()
-        pairs, seconds = self.stage(results)
-        for result in results:  # the driver writes rows and features, not the crops
-            result.views = [(row, None) for row, _ in result.views]
+        pairs, seconds = self.stage(results)  # drops the crops: the driver gets rows and features
         n = len(results)
         # The batch's totals ride on its first row, so the driver adds each batch once.
         first = np.zeros(n, bool)

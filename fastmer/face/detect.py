@@ -219,10 +219,17 @@ class YuNetFaceDetector(FaceDetector):
         nms_threshold: IoU for non-maximum suppression.
         max_side: long side the image is resized to before detection, if larger.
         rgb: colour images are RGB (fastmer's decoders) rather than BGR (OpenCV's).
+        min_size_frac: smallest face side as a fraction of the image's short side; smaller
+            boxes are not taken (a micro-expression needs the face's pixels).
+
+    Every detection must also pass :func:`implausible_landmarks` (eyes apart and level with
+    the box, nose and mouth below them in that order): a box that passes the score but not
+    the geometry is not a face.
     """
 
     def __init__(self, model: str | Path, score_threshold: float = 0.7, nms_threshold: float = 0.3,
-                 max_side: int = 640, rgb: bool = True) -> None:
+                 max_side: int = 640, rgb: bool = True,
+                 min_size_frac: float = 0.1) -> None:
         from fastmer.hub import check_cached  # noqa: PLC0415
 
         self.model = Path(model)
@@ -235,6 +242,7 @@ class YuNetFaceDetector(FaceDetector):
         self.nms_threshold = nms_threshold
         self.max_side = max_side
         self.rgb = rgb
+        self.min_size_frac = min_size_frac
         self.name = f"opencv-yunet:{self.model.stem}"
         self._local = threading.local()
         self._net(64, 64)  # fail now, not in a worker thread, if OpenCV cannot read the file
@@ -252,7 +260,21 @@ class YuNetFaceDetector(FaceDetector):
         return net
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces, most confident first, with their landmarks and eyes."""
+        """All plausible faces, most confident first, with their landmarks and eyes."""
+        return self._detect(image)[0]
+
+    def largest(self, image: np.ndarray, *, where: str = "image") -> Face:
+        """The largest plausible face; ClipError (stage ``face``) naming ``where`` and, when
+        boxes were found but rejected, why."""
+        faces, rejected = self._detect(image)
+        if faces:
+            return max(faces, key=lambda f: f.box.area)
+        if not rejected:
+            raise ClipError("face", f"no face detected in {where} ({self.name})")
+        raise ClipError("face", f"no face in {where} ({self.name}): {len(rejected)} box(es) found, none plausible: "
+                                + "; ".join(rejected[:3]))
+
+    def _detect(self, image: np.ndarray) -> tuple[list[Face], list[str]]:
         _check_image(image)
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
@@ -260,18 +282,59 @@ class YuNetFaceDetector(FaceDetector):
         if scale < 1.0:
             bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         _, found = self._net(bgr.shape[1], bgr.shape[0]).detect(bgr)
-        faces = []
+        faces, rejected = [], []
+        min_side = self.min_size_frac * min(height, width)
         for row in found if found is not None else ():
             x, y, w, h = (row[:4] / scale).tolist()
             x0, y0 = max(int(math.floor(x)), 0), max(int(math.floor(y)), 0)
             x1, y1 = min(int(math.ceil(x + w)), width), min(int(math.ceil(y + h)), height)
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
+            box = FaceBox(x0, y0, max(x1 - x0, 0), max(y1 - y0, 0))
             landmarks = (row[4:14].reshape(5, 2) / scale).astype(np.float64)
+            if min(box.w, box.h) < min_side:
+                rejected.append(f"{box.w}x{box.h} px box at ({box.x}, {box.y}) is too small "
+                                f"(under {self.min_size_frac:.0%} of the image's {min(height, width)}-px side)")
+                continue
+            if (reason := implausible_landmarks(landmarks, box)) is not None:
+                rejected.append(f"box at ({box.x}, {box.y}) is not a face: {reason}")
+                continue
             # Landmark 0 is the subject's right eye, which is on the image's left.
             eyes = tuple(sorted((tuple(landmarks[0]), tuple(landmarks[1]))))
-            faces.append(Face(FaceBox(x0, y0, x1 - x0, y1 - y0), float(row[14]), eyes, landmarks))  # type: ignore[arg-type]
-        return sorted(faces, key=lambda f: f.score, reverse=True)
+            faces.append(Face(box, float(row[14]), eyes, landmarks))  # type: ignore[arg-type]
+        return sorted(faces, key=lambda f: f.score, reverse=True), rejected
+
+
+def implausible_landmarks(landmarks: np.ndarray, box: FaceBox) -> str | None:
+    """Why five YuNet landmarks (right eye, left eye, nose tip, right and left mouth corners of
+    the subject) cannot be a face in ``box``, or None when they can.
+
+    In units of the eye distance ``d``, measured along the normal of the eye line (so a tilted
+    head passes): the nose lies 0.1–1.5 d below the eyes and the mouth below the nose, within
+    2.5 d; the eyes are at least a fifth of the box apart, and every landmark lies in the box
+    grown by a quarter. Real faces, frontal to three-quarter view, measure d ≈ 0.4–0.5 of the
+    box, nose 0.5–0.7 d, mouth 0.9–1.35 d (the two videos of ``../shared``).
+    """
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    if not np.isfinite(points).all():
+        return "landmarks are not finite"
+    grow_x, grow_y = box.w / 4, box.h / 4
+    inside = ((points[:, 0] >= box.x - grow_x) & (points[:, 0] <= box.x + box.w + grow_x)
+              & (points[:, 1] >= box.y - grow_y) & (points[:, 1] <= box.y + box.h + grow_y))
+    if not inside.all():
+        return "landmarks outside the box"
+    left, right = sorted((points[0], points[1]), key=lambda p: p[0])
+    axis = right - left
+    distance = float(np.hypot(*axis))
+    if distance < 0.2 * box.w:
+        return f"eyes {distance:.0f} px apart in a {box.w:.0f}-px box"
+    down = np.array([-axis[1], axis[0]]) / distance  # image y points down
+    centre = (left + right) / 2
+    nose = float((points[2] - centre) @ down) / distance
+    mouth = float(((points[3] + points[4]) / 2 - centre) @ down) / distance
+    if not 0.1 <= nose <= 1.5:
+        return f"nose {nose:.2f} eye-distances from the eye line"
+    if not nose < mouth <= 2.5:
+        return f"mouth {mouth:.2f} eye-distances from the eye line (nose {nose:.2f})"
+    return None
 
 
 def default_yunet_model() -> Path | None:
@@ -281,17 +344,26 @@ def default_yunet_model() -> Path | None:
     return cached("yunet")
 
 
+AUTO_NEEDS_YUNET = (
+    "face detector 'auto' is YuNet, and no YuNet model is given or cached: run 'fastmer models fetch yunet' "
+    "(227 KB, MIT licence, checked against its pinned sha256), or pass --face-model FILE; or choose "
+    "--face-detector haar (OpenCV's Haar cascade: frontal faces only, weaker) or --face-detector none "
+    "(the frames are face crops already)"
+)
+
+
 def make_detector(name: str = "auto", model: str | Path | None = None) -> tuple[FaceDetector, str]:
     """A face detector and the reason it was chosen.
 
-    ``auto``: YuNet with ``model`` if given, else with the cached model
-    (``fastmer models fetch yunet``), else the bundled Haar cascade. ``yunet`` requires a
-    model (given or cached); ``haar`` ignores ``model``; ``none`` (frames already cropped to
-    the face) takes each frame whole.
+    ``auto`` and ``yunet``: YuNet with ``model`` if given, else with the cached model
+    (``fastmer models fetch yunet``). ``auto`` never falls back to Haar without being asked:
+    on real footage the cascade boxes textures and noses, so a missing YuNet model is an error
+    that names the three ways out. ``haar`` ignores ``model``; ``none`` (frames already
+    cropped to the face) takes each frame whole.
 
     Raises:
-        ValueError: unknown name, ``yunet`` without a model file, or a cached model whose
-            sha256 is not the pinned one (corrupt or replaced: never silently swapped for Haar).
+        ValueError: unknown name, no YuNet model (given or cached) for ``auto``/``yunet``, or a
+            cached model whose sha256 is not the pinned one (corrupt or replaced).
     """
     if name not in FACE_DETECTORS:
         raise ValueError(f"face detector must be one of {', '.join(FACE_DETECTORS)}, got {name!r}")
@@ -300,9 +372,7 @@ def make_detector(name: str = "auto", model: str | Path | None = None) -> tuple[
     if name == "none":
         return WholeFrameDetector(), "requested: the frames are face crops, each used whole"
     path = Path(model) if model is not None else default_yunet_model()
-    if path is not None:
-        origin = "the given model" if model is not None else f"the cached model {path}"
-        return YuNetFaceDetector(path), "requested" if name == "yunet" else f"YuNet with {origin}"
-    if name == "yunet":
-        raise ValueError("face detector 'yunet' needs a model file: pass --face-model or run 'fastmer models fetch yunet'")
-    return HaarFaceDetector(), "no YuNet model given or cached (fastmer models fetch yunet); using the Haar cascade"
+    if path is None:
+        raise ValueError(AUTO_NEEDS_YUNET.replace("'auto'", repr(name)))
+    origin = "the given model" if model is not None else f"the cached model {path}"
+    return YuNetFaceDetector(path), "requested" if name == "yunet" else f"YuNet with {origin}"

@@ -184,7 +184,8 @@ def _rank_pool_ragged(sequences: list[torch.Tensor], single_frame: str) -> torch
     order: list[int] = []
     pooled = []
     for length, idx in groups.items():
-        batch = torch.stack([sequences[i] for i in idx])  # (n, T, C, H, W)
+        # (n, T, C, H, W); one sequence (long clips come alone) is a view, not a copy
+        batch = sequences[idx[0]].unsqueeze(0) if len(idx) == 1 else torch.stack([sequences[i] for i in idx])
         if length == 1:
             pooled.append(batch[:, 0] if single_frame == "frame" else torch.zeros_like(batch[:, 0]))
         else:

@@ -77,8 +77,11 @@ def difference_curve(crops: np.ndarray | torch.Tensor, sigma: float = 1.0) -> to
     Returns:
         ``(T,)`` float32 curve, 0 at the onset.
     """
-    blurred = _gaussian_blur(_as_float_frames(crops), sigma)
-    return (blurred - blurred[:1]).abs().mean(dim=(1, 2))
+    frames = _as_float_frames(crops)
+    onset = _gaussian_blur(frames[:1], sigma)
+    # In chunks of frames (each frame's value is computed alone): no blurred copy of a long clip.
+    return torch.cat([(_gaussian_blur(frames[start : start + 256], sigma) - onset).abs().mean(dim=(1, 2))
+                      for start in range(0, len(frames), 256)])
 
 
 def region_curve(crops: np.ndarray | torch.Tensor, grid: int = 8, top_k: int = 4, sigma: float = 1.0) -> torch.Tensor:
@@ -125,18 +128,46 @@ def principal_curve(crops: np.ndarray | torch.Tensor, sigma: float = 1.0) -> tor
         >>> principal_curve(torch.zeros(6, 32, 32)).shape
         torch.Size([6])
     """
-    frames = _as_float_frames(crops)
+    frames = torch.from_numpy(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
+    if frames.dim() != 3:
+        raise ValueError(f"expected crops of shape (T, H, W), got {tuple(frames.shape)}")
     if len(frames) < 4:
         return difference_curve(frames, sigma)
-    blurred = _gaussian_blur(frames, sigma).flatten(1)  # (T, H*W)
-    tau = torch.linspace(0, 1, len(frames) - 1, dtype=blurred.dtype, device=blurred.device)[:, None]
-    residual = blurred[1:] - blurred[1:2] - tau * (blurred[-1:] - blurred[1:2])  # (T-1, H*W)
-    residual = residual.double()
-    gram = residual @ residual.T
+    n = len(frames) - 1
+    tau = torch.linspace(0, 1, n, dtype=torch.float32, device=frames.device)[:, None]
+    gram = torch.zeros(n, n, dtype=torch.float64, device=frames.device)
+    # Band by band of rows: memory is the crops plus O(T x band x W), not a float copy of the clip.
+    for band in _blurred_bands(frames, sigma):
+        blurred = band.flatten(1)
+        residual = (blurred[1:] - blurred[1:2] - tau * (blurred[-1:] - blurred[1:2])).double()
+        gram.addmm_(residual, residual.T)
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)  # ascending
     coefficient = eigenvectors[:, -1].abs() * eigenvalues[-1].clamp(min=0).sqrt()
     curve = torch.cat([coefficient.min().reshape(1), coefficient])
     return curve.float()
+
+
+def _blurred_bands(frames: torch.Tensor, sigma: float, rows: int = 8):
+    """:func:`_gaussian_blur` of ``(T, H, W)`` frames (any dtype), ``rows`` output rows at a
+    time: ``(T, rows, W)`` float32 bands, top to bottom, equal element for element to the
+    whole-frame blur (the same taps in the same order over the same replicated border)."""
+    if sigma <= 0:
+        for top in range(0, frames.shape[1], rows):
+            yield frames[:, top : top + rows].float()
+        return
+    radius = max(1, int(3 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=frames.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    height, width = frames.shape[1:]
+    index_x = torch.arange(-radius, width + radius, device=frames.device).clamp_(0, width - 1)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        # the band's rows and its border, replicated at the frame's edges
+        index_y = torch.arange(top - radius, bottom + radius, device=frames.device).clamp_(0, height - 1)
+        strip = frames[:, index_y].float()[:, :, index_x]
+        horizontal = sum(kernel[k] * strip[:, :, k:k + width] for k in range(2 * radius + 1))
+        yield sum(kernel[k] * horizontal[:, k:k + bottom - top] for k in range(2 * radius + 1))
 
 
 def flow_curve(crops: np.ndarray | torch.Tensor, size: int = 64, preset: str = "opencv") -> torch.Tensor:

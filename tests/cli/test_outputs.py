@@ -56,17 +56,18 @@ def refused(result, *words):
 def test_extract_never_overwrites_the_corpus_a_folder_or_a_file(runner, corpus, victims):
     folder, file = victims
     before = {p: snapshot(p) for p in (corpus, folder, file)}
-    refused(runner.invoke(main, ["extract", str(corpus), "-o", str(corpus), "--overwrite"]), "is the input")
-    refused(runner.invoke(main, ["extract", str(corpus), "-o", str(corpus / "sub01"), "--overwrite"]),
+    refused(runner.invoke(main, ["extract", str(corpus), "--face-detector", "haar", "-o", str(corpus), "--overwrite"]), "is the input")
+    refused(runner.invoke(main, ["extract", str(corpus), "--face-detector", "haar", "-o", str(corpus / "sub01"), "--overwrite"]),
             "is not a fastmer feature store")
-    refused(runner.invoke(main, ["extract", str(corpus), "-o", str(folder), "--overwrite"]),
+    refused(runner.invoke(main, ["extract", str(corpus), "--face-detector", "haar", "-o", str(folder), "--overwrite"]),
             "is not a fastmer feature store", "even with --overwrite")
-    refused(runner.invoke(main, ["extract", str(corpus), "-o", str(file), "--overwrite"]), "is a file")
+    refused(runner.invoke(main, ["extract", str(corpus), "--face-detector", "haar", "-o", str(file), "--overwrite"]), "is a file")
     with pytest.raises(FileExistsError, match="is a file, not a fastmer feature store"):  # the Python API too
+        from fastmer.config import ExtractConfig
         from fastmer.datasets import load
         from fastmer.extract import extract
 
-        extract(load("casme2", corpus), file, overwrite=True)
+        extract(load("casme2", corpus), file, ExtractConfig(face_detector="haar"), overwrite=True)
     assert {p: snapshot(p) for p in (corpus, folder, file)} == before
 
 

@@ -33,7 +33,7 @@ def store(tmp_path_factory) -> Path:
     clips = list(load("casme2", root / "corpus"))
     first = clips[0]
     clips.append(replace(first, dataset="copy", subject="copy/" + first.subject.split("/", 1)[1]))
-    summary = extract(clips, root / "store", ExtractConfig(size=64, workers=2), log=lambda line: None)
+    summary = extract(clips, root / "store", ExtractConfig(face_detector="haar", size=64, workers=2), log=lambda line: None)
     assert summary.n_failed == 0, summary.failures
     return root / "store"
 

@@ -383,3 +383,62 @@ def test_open_clip_frames_for_a_video_clip(videos):
     source = open_clip_frames(clip, engine="pyav")
     assert source.engine == "pyav" and len(source) == N_FRAMES
     assert source.read([clip.onset, clip.apex, clip.offset]).shape == (3, HEIGHT, WIDTH)
+
+
+# --- streaming a clip in chunks (issue 17, item 15) ------------------------------------------
+
+@pytest.mark.parametrize("engine", ["pyav", "opencv", "dali"])
+@pytest.mark.parametrize(("first", "last", "size"), [(0, 39, 7), (11, 33, 4), (17, 17, 1), (2, 39, 100)])
+def test_chunks_are_the_frames_read_gives(videos, engine, first, last, size):
+    if engine == "dali":
+        dali_or_skip()
+    source = open_frames(videos["h264_gop5"] if engine != "dali" else videos["mjpeg"], engine=engine)
+    last = min(last, len(source) - 1)
+    numbers = range(first, last + 1)
+    chunks = list(source.chunks(numbers, size))
+    assert [len(c) for c in chunks[:-1]] == [size] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= size
+    np.testing.assert_array_equal(np.concatenate(chunks), source.read(numbers))
+    colour = np.concatenate(list(source.chunks(numbers, size, color=True)))
+    np.testing.assert_array_equal(colour, source.read(numbers, color=True))
+
+
+def test_pyav_chunks_decode_forward_once(videos, monkeypatch):
+    """One open, one seek, forward decoding: chunking costs no re-decoding (read() per chunk
+    would seek back to a keyframe each time)."""
+    source = open_frames(videos["h264_gop5"], engine="pyav")
+    opened = []
+    open_ = source._open
+    monkeypatch.setattr(source, "_open", lambda: (opened.append(1), open_())[1])
+    monkeypatch.setattr(source, "read", lambda *a, **k: pytest.fail("fell back to read()"))
+    reference = decode_all_pyav(videos["h264_gop5"])
+    got = np.concatenate(list(source.chunks(range(12, 40), 5)))
+    np.testing.assert_array_equal(got, reference[12:40])
+    assert len(opened) == 1
+
+
+def test_pyav_chunks_recover_from_unknown_timestamps(videos, monkeypatch):
+    """A frame whose timestamp the probe did not see: the rest is read by read(), which resyncs."""
+    source = open_frames(videos["h264_gop5"], engine="pyav")
+    reference = decode_all_pyav(videos["h264_gop5"])
+    lost = next(pts for pts, index in source._index_of.items() if index == 21)
+    monkeypatch.delitem(source._index_of, lost)
+    got = np.concatenate(list(source.chunks(range(3, 40), 6)))
+    np.testing.assert_array_equal(got, reference[3:40])
+
+
+@pytest.mark.parametrize("engine", ["pyav", "opencv"])
+def test_chunks_check_their_arguments_before_decoding(videos, engine, tmp_path):
+    source = open_frames(videos["h264_gop5"], engine=engine)
+    with pytest.raises(ValueError, match="ascending, distinct"):
+        source.chunks([3, 2], 4)
+    with pytest.raises(ValueError, match="chunk size"):
+        source.chunks([1, 2], 0)
+    with pytest.raises(ClipError, match=r"frame\(s\) 40, 41 beyond the end"):
+        source.chunks(range(35, 42), 4)
+    with open(videos["vp9"], "rb") as f:
+        data = f.read()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) // 2])
+    truncated = open_frames(cut, engine=engine)
+    with pytest.raises(ClipError, match="cut.webm"):
+        list(truncated.chunks(range(N_FRAMES), 3))

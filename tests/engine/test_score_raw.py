@@ -82,7 +82,7 @@ def test_infer_videos_matches_extract_then_infer(video_folder, tiny_run, tmp_pat
     # The broken file is an error row; the three videos are scored (exit 3: something failed).
     assert raw.exit_code == 3, raw.output
     assert "scored 3 clips" in raw.output and "1 clips failed" in raw.output
-    extracted = runner.invoke(main, ["extract", str(video_folder), "-d", "videos", "-r", "flow_onset_apex",
+    extracted = runner.invoke(main, ["extract", str(video_folder), "--face-detector", "haar", "-d", "videos", "-r", "flow_onset_apex",
                                      "--face-detector", "haar", "--no-progress", "-o", str(tmp_path / "store")])
     assert extracted.exit_code == 3, extracted.output  # the same broken file fails there too
     stored = runner.invoke(main, ["infer", str(tmp_path / "store"), "-e", str(tiny_run), "--device", "cpu",
@@ -214,3 +214,22 @@ def test_infer_on_raw_data_honours_an_explicit_face_detector(tiny_corpus, tiny_r
     refused = runner.invoke(main, ["infer", str(tiny_store), "-e", str(tiny_run), "--face-detector", "none",
                                    "-o", str(tmp_path / "x.parquet")])
     assert refused.exit_code == 2 and "apply to raw data" in refused.output
+
+
+def test_a_video_without_a_face_gets_no_prediction(tiny_run, tmp_path, shared_dir):
+    """Issue 17, item 11: machinery-like texture is a face error row with every detector, never a score."""
+    rng = np.random.default_rng(5)
+    base = np.kron(rng.integers(0, 255, (45, 80, 3)), np.ones((8, 8, 1))).astype(np.uint8)  # blocks
+    cv2.putText(base, "MACHINE 42", (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 8)
+    frames = [np.roll(base, 2 * t, axis=1) for t in range(20)]  # a slow pan
+    _write_video(tmp_path / "in" / "texture.mkv", frames)
+    model = shared_dir / "models" / "face_detection_yunet_2023mar.onnx"
+    for name, options in (("haar", []), ("yunet", ["--face-model", str(model)])):
+        out = tmp_path / f"{name}.parquet"
+        result = CliRunner().invoke(main, ["infer", str(tmp_path / "in"), "-e", str(tiny_run), "--device", "cpu",
+                                           "--no-progress", "-o", str(out), *options])
+        assert result.exit_code == 3, result.output
+        table = _table(out)
+        assert table["uid"] == ["videos/in/texture"] and table["predicted"] == [None]
+        assert table["error"][0].startswith("extract [face]: no face"), table["error"]
+        assert table["probabilities"][0] is None or all(np.isnan(table["probabilities"][0]))

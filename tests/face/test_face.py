@@ -149,10 +149,11 @@ def test_no_face_is_a_clip_error():
 
 def test_make_detector_choices(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTMER_CACHE", str(tmp_path / "empty_cache"))
-    detector, why = make_detector("auto")
-    assert isinstance(detector, HaarFaceDetector) and "no YuNet model given or cached" in why
-    assert make_detector("haar")[1] == "requested"
-    with pytest.raises(ValueError, match="needs a model file: pass --face-model"):
+    with pytest.raises(ValueError, match="'auto' is YuNet, and no YuNet model is given or cached"):
+        make_detector("auto")  # never a silent Haar
+    detector, why = make_detector("haar")
+    assert isinstance(detector, HaarFaceDetector) and why == "requested"
+    with pytest.raises(ValueError, match="'yunet' is YuNet, and no YuNet model .*--face-model"):
         make_detector("yunet")
     with pytest.raises(ValueError, match="face detector must be one of auto, yunet, haar"):
         make_detector("dlib")

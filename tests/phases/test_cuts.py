@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastmer.phases.cuts import MIN_CHANGE, find_jump, frame_changes
+from fastmer.phases.cuts import MIN_CHANGE, ChangeMeter, find_jump, frame_changes
 
 
 def read_video(path, limit=None) -> np.ndarray:
@@ -83,3 +83,24 @@ def test_a_video_with_a_cut_is_an_error_row_not_an_apex(films, tmp_path):
     assert [e["uid"].rsplit("/", 1)[-1] for e in errors] == ["cut"] and errors[0]["stage"] == "phases"
     assert "jump between frame 39 and 40" in errors[0]["error"] and "scene cut" in errors[0]["error"]
     assert [uid.rsplit("/", 1)[-1] for uid in store.column("uid")] == ["continuous"]
+
+
+def test_changes_fed_in_chunks_are_the_whole_clips(films):
+    """Extraction streams a clip in chunks (issue 17, item 15): the meter must see the changes
+    across chunk boundaries, so a cut at a boundary is found as in the whole clip."""
+    handheld, static = films
+    clip = np.concatenate([handheld[:40], static[:30]])
+    whole = frame_changes(clip)
+    for sizes in ([40, 30], [1] * 70, [7] * 10, [39, 1, 30], [70]):
+        meter = ChangeMeter()
+        at = 0
+        for size in sizes:
+            meter.add(clip[at : at + size])
+            at += size
+        assert torch.equal(meter.changes(), whole), sizes
+        assert meter.jump() == find_jump(clip) and meter.jump().index == 39
+    assert ChangeMeter().jump() is None and len(ChangeMeter().changes()) == 0
+    meter = ChangeMeter()
+    meter.add(clip[:5])
+    with pytest.raises(ValueError, match="another size"):
+        meter.add(clip[5:9, :, :100])

@@ -80,3 +80,35 @@ def test_blur_is_opencv_gaussian_blur(sigma):
     expected = np.stack([cv2.GaussianBlur(f, (2 * radius + 1,) * 2, sigma, borderType=cv2.BORDER_REPLICATE)
                          for f in frames])
     np.testing.assert_allclose(_gaussian_blur(torch.from_numpy(frames), sigma).numpy(), expected, atol=2e-4)
+
+
+def _principal_curve_oracle(crops: np.ndarray, sigma: float) -> np.ndarray:
+    """float64 numpy: Gaussian blur (replicated border), drift-removed residuals, SVD."""
+    frames = crops.astype(np.float64)
+    radius = max(1, int(3 * sigma + 0.5))
+    x = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(frames, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
+    height, width = frames.shape[1:]
+    rows = sum(kernel[k] * padded[:, :, k : k + width] for k in range(2 * radius + 1))
+    blurred = sum(kernel[k] * rows[:, k : k + height] for k in range(2 * radius + 1)).reshape(len(frames), -1)
+    tau = np.linspace(0, 1, len(frames) - 1)[:, None]
+    residual = blurred[1:] - blurred[1:2] - tau * (blurred[-1:] - blurred[1:2])
+    u, s, _ = np.linalg.svd(residual, full_matrices=False)
+    coefficient = s[0] * np.abs(u[:, 0])
+    return np.concatenate([[coefficient.min()], coefficient])
+
+
+@pytest.mark.parametrize("shape", [(60, 37, 29), (300, 64, 64), (9, 8, 8)])
+def test_principal_curve_matches_a_float64_oracle(shape):
+    """The curve is computed band by band of rows from the uint8 crops (no float copy of a long
+    clip, issue 17 item 15); it must still be the whole clip's first principal component."""
+    rng = np.random.default_rng(shape[0])
+    t = np.arange(shape[0])[:, None, None]
+    crops = np.clip(128 + 20 * np.sin(t / 7.0) * rng.normal(0, 1, shape[1:]) + rng.normal(0, 4, shape), 0, 255)
+    crops = crops.astype(np.uint8)
+    expected = _principal_curve_oracle(crops, 1.0)
+    for given in (crops, torch.from_numpy(crops)):
+        got = principal_curve(given, sigma=1.0).double().numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * expected.max())
