@@ -6,7 +6,7 @@ and a default is written once.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Optical-flow backends (see fastmer.motion.flow): fastmer's TV-L1 kernels (CUDA when the
@@ -29,6 +29,9 @@ REPRESENTATION_NAMES = ("flow_onset_apex", "flow_phases", "cof", "mm_cof", "dyna
 # Extracted unless --representations says otherwise: every map. LBP-TOP is asked for by name:
 # it needs 2 R_T + 1 = 9 frames onset..offset, and a shorter clip (SMIC at 25 fps) would fail.
 DEFAULT_REPRESENTATIONS = tuple(name for name in REPRESENTATION_NAMES if name != "lbptop")
+# What `fastmer extract --color` computes from RGB crops (3 channels per grey channel); the
+# flows, COF, LBP-TOP and the apex always come from the grey crops.
+COLOR_REPRESENTATIONS = ("dynamic_image", "dynamic_image_phases", "trdi", "midi", "mesti")
 # The representations computed from optical flow (the others need none).
 FLOW_REPRESENTATIONS = frozenset({"flow_onset_apex", "flow_phases", "cof", "mm_cof"})
 # Frame decoders (fastmer.decode): auto picks DALI when installed and able, else PyAV for
@@ -78,6 +81,15 @@ class ExtractConfig:
         batch_size: clips gathered into one batch of the flow and representation stage (one
             TV-L1 call for all their pairs); on a GPU, larger batches keep it busier.
         shard_size: clips per Parquet shard.
+        representation_options: the papers' ablation knobs, ``{representation: {knob: value}}``
+            (:data:`fastmer.motion.options.REPRESENTATION_OPTIONS`: COF θ and direction, MM-COF
+            modulation and τ, rank-pooling coefficients, MI-DI intensity, MESTI weighting);
+            unset knobs keep their defaults. Only values that differ from the defaults are
+            recorded in the feature parameters.
+        color: compute the dynamic images and MESTI from RGB crops, 3 channels per grey
+            channel (:data:`fastmer.motion.representations.COLOR_REPRESENTATIONS`); the flows,
+            COF, LBP-TOP, the apex and the key frames come from the grey crops (the luma of the
+            RGB frames, ``cv2.COLOR_RGB2GRAY``, in this mode).
         max_frames: clips longer than this onset..offset are error rows (stage
             ``annotation``), before anything is decoded. A clip is streamed through decoding
             and cropping, so its full-size frames are never held, but its crops, its motion
@@ -104,6 +116,8 @@ class ExtractConfig:
     batch_size: int = 64
     shard_size: int = 256
     max_frames: int = 5000
+    color: bool = False
+    representation_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 1024:
@@ -124,6 +138,13 @@ class ExtractConfig:
         if unknown or not self.representations or len(set(self.representations)) != len(self.representations):
             raise ValueError(f"representations must be distinct names among {', '.join(REPRESENTATION_NAMES)}, "
                              f"got {list(self.representations)}")
+        if self.representation_options:  # (imports torch: not for the defaults, so `--help` stays instant)
+            from fastmer.motion.options import resolve_options  # noqa: PLC0415
+
+            resolve_options(self.representation_options, self.representations)  # unknown knobs, bad values
+        if self.color and not set(self.representations) & set(COLOR_REPRESENTATIONS):
+            raise ValueError(f"color changes only {', '.join(COLOR_REPRESENTATIONS)}; none of them is among the "
+                             f"representations ({', '.join(self.representations)})")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("batch_size", "shard_size", "max_frames"):
@@ -131,6 +152,12 @@ class ExtractConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def resolved_options(self) -> dict[str, dict[str, Any]]:
+        """Every knob of the chosen representations, defaults filled in (see :mod:`fastmer.motion.options`)."""
+        from fastmer.motion.options import resolve_options  # noqa: PLC0415
+
+        return resolve_options(self.representation_options, self.representations)
 
     def feature_params(self, face_detector: str) -> dict[str, Any]:
         """What determines the stored features (hashed into every row).
@@ -144,10 +171,19 @@ class ExtractConfig:
         # decoders agree, see tests/decode); the model path is machine-specific.
         for runtime_only in ("workers", "batch_size", "shard_size", "device", "decoder", "face_model", "max_frames"):
             params.pop(runtime_only)
-        from fastmer.motion.representations import REPRESENTATIONS  # noqa: PLC0415  (torch: only when extracting)
+        from fastmer.motion.representations import representation_channels  # noqa: PLC0415  (torch: only when extracting)
 
         params.update(face_detector=face_detector,
-                      representations={name: list(REPRESENTATIONS[name]) for name in self.representations})
+                      representations={name: list(representation_channels(name, self.color))
+                                       for name in self.representations})
+        if not self.color:  # grey, as every store was before colour existed: same parameters, same hash
+            params.pop("color")
+        from fastmer.motion.options import non_default  # noqa: PLC0415
+
+        params.pop("representation_options")
+        changed = non_default(self.resolved_options())
+        if changed:  # default knobs are not recorded: such stores keep the parameters (and hash) they had
+            params["representation_options"] = changed
         if "lbptop" in self.representations:
             from fastmer.motion.representations import LBPTOP_PARAMS  # noqa: PLC0415
 
@@ -197,6 +233,9 @@ class ExtractConfig:
         if absent:
             raise ValueError(f"the recorded extraction parameters lack {', '.join(absent)}")
         values = {name: params[name] for name in fields}
+        values["color"] = bool(params.get("color", False))
+        recorded_options = params.get("representation_options") or {}
+        values["representation_options"] = {name: dict(knobs) for name, knobs in recorded_options.items() if name in wanted}
         # Recorded is the detector that ran ("opencv-haar:<cascade>", "opencv-yunet:<model>").
         kind = str(values["face_detector"]).split(":", 1)[0].removeprefix("opencv-")
         if kind not in FACE_DETECTORS or kind == "auto":

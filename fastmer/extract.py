@@ -49,14 +49,14 @@ import torch
 from fastmer import __version__
 from fastmer.config import EXECUTORS, FLOW_REPRESENTATIONS, ExtractConfig
 from fastmer.datasets.clip import VIEWS, Clip
-from fastmer.decode import open_clip_frames, split_views
+from fastmer.decode import open_clip_frames, rgb_to_gray, split_views
 from fastmer.errors import ClipError
 from fastmer.face import FaceDetector, crop_clip, locate_face, make_detector
 from fastmer.face.track import sample_indices
 from fastmer.motion.flow import compute_flow
+from fastmer.motion.options import resolve_options
 from fastmer.motion.representations import (
     LBPTOP_PARAMS,
-    REPRESENTATIONS,
     cof,
     dynamic_images,
     flow_features,
@@ -67,6 +67,7 @@ from fastmer.motion.representations import (
     motion_intensity_dynamic_images,
     phase_dynamic_images,
     phase_flow_features,
+    representation_channels,
     representation_shape,
     temporal_ranked_dynamic_images,
 )
@@ -165,6 +166,7 @@ class _ClipResult:
     decoder: tuple[str, str] = ("", "")  # engine and why it was chosen
     seconds: dict[str, float] = field(default_factory=dict)  # busy time per stage
     features: list[dict[str, np.ndarray]] = field(default_factory=list)  # per view, once computed
+    color_crops: list[np.ndarray] = field(default_factory=list)  # per view, (T, 3, size, size), with --color
 
 
 def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, decode_device: str = "cpu") -> _ClipResult:
@@ -200,7 +202,9 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             result.decoder = (frames_source.engine, frames_source.reason)
             # The face first, from the frames the box needs (the onset, or the union's samples)...
             probe_at = [0] if config.face_box == "onset" else sample_indices(len(numbers), FACE_SAMPLES)
-            probe = frames_source.read([numbers[i] for i in probe_at])
+            probe = frames_source.read([numbers[i] for i in probe_at], color=config.color)
+            if config.color:  # faces, flows, apex and key frames: the grey (luma) frames in either mode
+                probe = rgb_to_gray(probe)
             clock.lap("decode")
             tracks = {}
             for name, view_frames in views_of(probe).items():
@@ -211,16 +215,22 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             # ... then the clip streamed in chunks, cropped as it comes: only the crops are
             # kept, so memory grows with the clip by size^2 bytes a frame, not by its frames'.
             height, width = probe.shape[1:3]
-            step = max(8, min(256, CHUNK_BYTES // max(1, height * width)))
+            step = max(8, min(256, CHUNK_BYTES // max(1, height * width * (3 if config.color else 1))))
             crops = {name: np.empty((len(numbers), config.size, config.size), np.uint8) for name in tracks}
+            color_crops = {name: np.empty((len(numbers), 3, config.size, config.size), np.uint8)
+                           for name in (tracks if config.color else ())}
             changes = ChangeMeter()
             at = 0
-            for chunk in frames_source.chunks(numbers, step):
-                changes.add(chunk)
+            for chunk in frames_source.chunks(numbers, step, color=config.color):
+                grey = rgb_to_gray(chunk) if config.color else chunk
+                changes.add(grey)
                 clock.lap("decode")
-                for name, view_frames in views_of(chunk).items():
+                for name, view_frames in views_of(grey).items():
                     crops[name][at : at + len(chunk)] = crop_clip(view_frames, tracks[name].box, config.size,
                                                                   angle=tracks[name].angle)
+                for name, view_frames in views_of(chunk).items() if config.color else ():
+                    color_crops[name][at : at + len(chunk)] = crop_color_clip(view_frames, tracks[name].box,
+                                                                              config.size, angle=tracks[name].angle)
                 at += len(chunk)
                 clock.lap("crop")
         jump = changes.jump()  # before the apex could be spotted on it
@@ -250,7 +260,17 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             "decoder": result.decoder[0], "motion_curve": curves[name].astype(np.float32).tolist(),
         }
         result.views.append((view_row, crops[name]))
+        if config.color:
+            result.color_crops.append(color_crops[name])
     return result
+
+
+def crop_color_clip(frames: np.ndarray, box: Any, size: int, *, angle: float = 0.0) -> np.ndarray:
+    """:func:`~fastmer.face.crop_clip` of ``(T, H, W, 3)`` RGB frames, each channel as the grey
+    frames are cropped: ``(T, 3, size, size)`` uint8."""
+    t, height, width, _ = frames.shape
+    planes = np.ascontiguousarray(np.moveaxis(frames, 3, 1)).reshape(t * 3, height, width)
+    return crop_clip(planes, box, size, angle=angle).reshape(t, 3, size, size)
 
 
 class _Clock:
@@ -271,12 +291,28 @@ def keyframes(crops: np.ndarray, apex: int) -> np.ndarray:
     return np.stack([crops[0], crops[apex], crops[-1]])
 
 
+def flow_intensity(clips: Sequence[np.ndarray], flow: Callable[[np.ndarray, np.ndarray], torch.Tensor]
+                   ) -> list[torch.Tensor]:
+    """MI-DI's flow intensity: per clip, the mean TV-L1 flow magnitude from the onset to each
+    frame, ``(T_i,)`` float32 (0 at the onset); one ``flow`` call for every pair of the batch."""
+    firsts = [np.broadcast_to(c[0], c[1:].shape) for c in clips]
+    flows = flow(np.concatenate(firsts), np.concatenate([c[1:] for c in clips])).float()
+    magnitude = flows.square().sum(dim=1).sqrt().mean(dim=(1, 2)).cpu()
+    out, at = [], 0
+    for c in clips:
+        out.append(torch.cat([torch.zeros(1), magnitude[at : at + len(c) - 1]]))
+        at += len(c) - 1
+    return out
+
+
 def compute_representations(
     clips: Sequence[np.ndarray],
     apexes: Sequence[int],
     names: Sequence[str],
     flow: Callable[[np.ndarray, np.ndarray], torch.Tensor],
     device: torch.device | str = "cpu",
+    options: dict[str, dict[str, Any]] | None = None,
+    color_clips: Sequence[np.ndarray] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every requested representation of a batch of clips, each computed batched across the clips.
 
@@ -288,12 +324,17 @@ def compute_representations(
             called once for all the pairs the batch needs (onset->apex, and apex->offset when a
             phase representation is asked for).
         device: where the dynamic images are computed.
+        options: the representations' knobs (:func:`fastmer.motion.options.resolve_options`;
+            default: every knob at its default).
+        color_clips: ``(T_i, 3, H, W)`` uint8 RGB crops of the same clips: the dynamic images
+            and MESTI are computed from them (3 channels per grey channel).
 
     Returns:
         ``{name: (N, C, H, W) float32}``, rows in the order of ``clips``.
     """
     n = len(clips)
     wanted = set(names)
+    knobs = resolve_options(options, names)
     out: dict[str, torch.Tensor] = {}
     if wanted & FLOW_REPRESENTATIONS:
         first = [c[0] for c in clips]
@@ -309,22 +350,33 @@ def compute_representations(
         if "flow_onset_apex" in wanted:  # the first phase's channels, if already computed
             out["flow_onset_apex"] = (out["flow_phases"][:, :4] if "flow_phases" in out
                                       else flow_features(onset_apex))
-        if wanted & {"cof", "mm_cof"}:
-            combined = cof(onset_apex, apex_offset)
-            out["cof"], out["mm_cof"] = combined, modulate_cof(combined)
+        if "cof" in wanted:
+            theta = knobs["cof"]["theta"]
+            out["cof"] = cof(onset_apex, apex_offset, theta1=theta[0], theta2=theta[1], direction=knobs["cof"]["direction"])
+        if "mm_cof" in wanted:
+            mm = knobs["mm_cof"]
+            same = "cof" in out and (mm["theta"], mm["direction"]) == (knobs["cof"]["theta"], knobs["cof"]["direction"])
+            combined = out["cof"] if same else cof(onset_apex, apex_offset, theta1=mm["theta"][0],
+                                                     theta2=mm["theta"][1], direction=mm["direction"])
+            out["mm_cof"] = modulate_cof(combined, modulation=mm["modulation"], tau=mm["tau"])
     if wanted - FLOW_REPRESENTATIONS:
-        frames = [torch.from_numpy(c).to(device=device, dtype=torch.float32) for c in clips]
+        frames = [torch.from_numpy(c).to(device=device, dtype=torch.float32) for c in (color_clips or clips)]
         apex_index = list(apexes)
         if "dynamic_image" in wanted:
-            out["dynamic_image"] = dynamic_images(frames)
+            out["dynamic_image"] = dynamic_images(frames, coefficients=knobs["dynamic_image"]["coefficients"])
         if "dynamic_image_phases" in wanted:
-            out["dynamic_image_phases"] = phase_dynamic_images(frames, apex_index)
+            out["dynamic_image_phases"] = phase_dynamic_images(
+                frames, apex_index, coefficients=knobs["dynamic_image_phases"]["coefficients"])
         if "trdi" in wanted:
-            out["trdi"] = temporal_ranked_dynamic_images(frames)
+            out["trdi"] = temporal_ranked_dynamic_images(frames, coefficients=knobs["trdi"]["coefficients"])
         if "midi" in wanted:
-            out["midi"] = motion_intensity_dynamic_images(frames)
+            midi = knobs["midi"]
+            intensity = flow_intensity(clips, flow) if midi["intensity"] == "flow" else None
+            out["midi"] = motion_intensity_dynamic_images(frames, intensity=intensity, sigma=midi["sigma"],
+                                                          coefficients=midi["coefficients"])
         if "mesti" in wanted:
-            out["mesti"] = mesti(frames, apex_index)
+            out["mesti"] = mesti(frames, apex_index, weighting=knobs["mesti"]["weighting"],
+                                 coefficients=knobs["mesti"]["coefficients"])
         if "lbptop" in wanted:
             out["lbptop"] = lbptop_features(list(clips))
     return {name: out[name].contiguous() for name in names}
@@ -426,8 +478,9 @@ class FeatureStage:
 
         begin = time.perf_counter()
         apexes = [row["apex"] - row["onset"] for row, _ in views]
+        color = [crops for result in results for crops in result.color_crops] if self.config.color else None
         features = compute_representations([crops for _, crops in views], apexes, self.config.representations,
-                                           timed_flow, self.device)
+                                           timed_flow, self.device, self.config.representation_options, color)
         dtype = np.dtype(self.config.dtype)
         arrays = {name: tensor.cpu().numpy().astype(dtype, copy=False) for name, tensor in features.items()}
         i = 0
@@ -440,6 +493,7 @@ class FeatureStage:
                 i += 1
             # The crops are spent: results waiting to be written must not hold whole clips.
             result.views = [(row, None) for row, _ in result.views]
+            result.color_crops = []
         seconds["flow"] = flow_seconds
         seconds["representations"] = time.perf_counter() - begin - flow_seconds
         return n_pairs, seconds
@@ -447,7 +501,8 @@ class FeatureStage:
 
 def representation_specs(config: ExtractConfig) -> dict[str, RepresentationSpec]:
     """The tensor columns an extraction with ``config`` stores (its representations and the key frames)."""
-    specs = {name: RepresentationSpec(representation_shape(name, config.size), config.dtype, REPRESENTATIONS[name])
+    specs = {name: RepresentationSpec(representation_shape(name, config.size, config.color), config.dtype,
+                                      representation_channels(name, config.color))
              for name in config.representations}
     specs[schema.KEYFRAMES] = RepresentationSpec((3, config.size, config.size), "uint8", schema.KEYFRAME_CHANNELS)
     return specs

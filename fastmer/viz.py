@@ -53,6 +53,7 @@ __all__ = [
     "compose",
     "find_clip",
     "flow_key",
+    "plot_bars",
     "plot_curve",
     "render_clip",
     "to_uint8",
@@ -555,10 +556,12 @@ def render_clip(
         skip(MOTION_CURVE, f"the store has no {MOTION_CURVE} column (stores before format v4 lack it; re-extract to get it)")
     else:
         curve = _row_value(store, MOTION_CURVE, row)
-        expected = meta["offset"] - meta["onset"] + 1
         if not curve:
             skip(MOTION_CURVE, "this clip's curve is empty")
+        elif meta.get("onset") is None or meta.get("offset") is None:  # imported features without frame numbers
+            skip(MOTION_CURVE, "this clip has no onset/offset frame numbers to plot the curve against")
         else:
+            expected = meta["offset"] - meta["onset"] + 1
             if len(curve) != expected:
                 log(f"warning: {uid}: {MOTION_CURVE} has {len(curve)} values for the {expected} frames "
                     f"{meta['onset']}..{meta['offset']}; plotted from the onset on")
@@ -573,3 +576,66 @@ def render_clip(
     atomic_write_bytes(out / "index.json", (json.dumps(index, indent=2) + "\n").encode())
     written.append(out / "index.json")
     return written
+
+
+# --------------------------------------------------------------------------- bar chart
+def plot_bars(
+    values: Sequence[float] | np.ndarray,
+    labels: Sequence[str],
+    *,
+    size: tuple[int, int] = (360, 240),
+    vmax: float | None = None,
+    color: tuple[int, int, int] = (40, 90, 200),
+) -> tuple[np.ndarray, list[list[int]]]:
+    """Vertical bar chart of a few non-negative values (fusion weights, probabilities).
+
+    Each bar is labelled below with its label and above with its value (3 significant digits);
+    the y axis runs from 0 to ``vmax``.
+
+    Args:
+        values: ``(K,)`` values, each ``>= 0``.
+        labels: ``K`` ASCII labels.
+        size: ``(width, height)`` of the image, pixels.
+        vmax: value at the top of the axis (default: the largest value, or 1 when all are 0).
+        color: RGB of the bars.
+
+    Returns:
+        ``(image, boxes)``: the ``(height, width, 3)`` uint8 RGB chart and each bar's
+        ``[x, y, width, height]`` in pixels (height 0 for a value of 0).
+
+    Example:
+        >>> image, boxes = plot_bars([0.2, 0.5, 0.3], ["u", "v", "M"])
+        >>> image.shape, boxes[1][3] > boxes[0][3]
+        ((240, 360, 3), True)
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(labels) != values.size or values.size == 0:
+        raise ValueError(f"plot_bars: {values.size} values but {len(labels)} labels (need as many, at least one)")
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"plot_bars: values must be finite and >= 0, got {values.tolist()}")
+    width, height = size
+    top = float(values.max()) if vmax is None else float(vmax)
+    top = top if top > 0 else 1.0
+    x0, x1, y0, y1 = 48, width - 12, 2 * _LINE, height - 2 * _LINE
+    if x1 - x0 < 4 * values.size or y1 - y0 < 10:
+        raise ValueError(f"plot_bars: size {size} leaves no room for {values.size} bars")
+    image = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    cv2.line(image, (x0, y1), (x1, y1), AXIS_COLOR, 1)
+    cv2.line(image, (x0, y0), (x0, y1), AXIS_COLOR, 1)
+    for value in (0.0, top):
+        y = y1 - int(round(value / top * (y1 - y0)))
+        cv2.line(image, (x0 - 4, y), (x0, y), AXIS_COLOR, 1)
+        _put_text(image, _fmt(value), max(x0 - 6 - _text_width(_fmt(value)), 2), y + 4)
+    slot = (x1 - x0) / values.size
+    boxes = []
+    for i, (value, label) in enumerate(zip(values.tolist(), labels, strict=True)):
+        bar = max(int(slot * 0.6), 2)
+        bx = int(round(x0 + i * slot + (slot - bar) / 2))
+        bh = int(round(min(value, top) / top * (y1 - y0)))
+        if bh:
+            cv2.rectangle(image, (bx, y1 - bh), (bx + bar - 1, y1 - 1), color, -1)
+        boxes.append([bx, y1 - bh, bar, bh])
+        centre = bx + bar // 2
+        _put_text(image, _fmt(value), centre - _text_width(_fmt(value)) // 2, y1 - bh - 4)
+        _put_text(image, label, centre - _text_width(label) // 2, y1 + _LINE + 2)
+    return image, boxes

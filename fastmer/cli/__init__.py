@@ -19,13 +19,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 COMMANDS = {
     "synth": ("fastmer.cli.synth", "Write a synthetic micro-expression corpus (CASME II layout)."),
     "extract": ("fastmer.cli.extract", "Extract motion features of a corpus into a feature store."),
+    "import": ("fastmer.cli.import_", "Import features computed elsewhere (images, .npy) into a feature store."),
     "flow": ("fastmer.cli.flow", "Optical flow between two images (.flo, optional colour coding)."),
     "train": ("fastmer.cli.train", "Train and evaluate a model on a feature store (leave-one-subject-out)."),
     "report": ("fastmer.cli.report", "Compare training runs in one table (pooled MEGC UF1/UAR; --markdown)."),
     "export": ("fastmer.cli.export", "Export a trained run's model to ONNX."),
     "engine": ("fastmer.cli.engine", "Build a TensorRT engine from an exported ONNX model."),
     "infer": ("fastmer.cli.infer", "Score a feature store, a corpus or videos with an engine or a run."),
-    "viz": ("fastmer.cli.viz", "PNGs of one clip of a feature store: key-frame crops, flows, dynamic images, motion curve."),
+    "viz": ("fastmer.cli.viz", "PNGs of one clip of a feature store (crops, flows, dynamic images, motion curve), or "
+                               "Grad-CAM explanations of a training run's model."),
     "demo": ("fastmer.cli.demo", "Run synth -> extract -> train -> export -> infer on a small corpus."),
     "models": ("fastmer.cli.models", "List and download (checksummed) the model files fastmer uses."),
     "info": ("fastmer.cli.info", "Versions, native op backends and optional components."),

@@ -26,6 +26,22 @@ from fastmer.datasets import DATASETS
 DEFAULTS = ExtractConfig()
 
 
+def options_of(values: tuple[str, ...]) -> dict[str, dict[str, object]]:
+    """``--representation-option`` values as ``{representation: {knob: value}}``; BadParameter naming the bad one."""
+    from fastmer.motion.options import parse_option  # noqa: PLC0415
+
+    options: dict[str, dict[str, object]] = {}
+    for text in values:
+        try:
+            name, key, value = parse_option(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--representation-option") from exc
+        if key in options.get(name, {}):
+            raise click.BadParameter(f"{name}.{key} given twice", param_hint="--representation-option")
+        options.setdefault(name, {})[key] = value
+    return options
+
+
 @click.command("extract", context_settings=CONTEXT)
 @click.argument("root", type=click.Path(exists=True))
 @click.option("--dataset", "-d", type=click.Choice(list(DATASETS)), default="casme2",
@@ -70,6 +86,14 @@ DEFAULTS = ExtractConfig()
 @click.option("--workers", type=click.IntRange(1), default=None, help="Clips in parallel [default: CPU count].")
 @click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size,
               help="Clips per flow/representation batch (one TV-L1 call for all their pairs; larger keeps a GPU busier).")
+@click.option("--color/--grey", "color", default=False, show_default=True,
+              help="Dynamic images and MESTI from RGB crops (3 channels per grey channel, as Bilen's and LEARNet's "
+                   "dynamic images for ImageNet CNNs); flows, COF, LBP-TOP and the apex stay grey.")
+@click.option("--representation-option", "representation_option", multiple=True, metavar="NAME.KEY=VALUE",
+              help="A paper's ablation knob, repeatable: cof.theta=0.7,0.3, cof.direction=onset_apex, "
+                   "mm_cof.modulation=soft, mm_cof.tau=0.3, dynamic_image.coefficients=linear, midi.intensity=flow, "
+                   "midi.sigma=1, mesti.weighting=triangular (all: README, Representations). Recorded in "
+                   "the store's parameters when not the default.")
 @click.option("--max-frames", type=click.IntRange(2), default=DEFAULTS.max_frames, show_default=True,
               help="Clips longer than this (onset..offset) are error rows, decoded not at all: memory grows with "
                    "the clip's length (crops, motion curve).")
@@ -87,8 +111,9 @@ DEFAULTS = ExtractConfig()
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (recompute every clip).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s, flow pairs/s and the ETA on stderr.")
 def command(root, dataset, out, annotations, protocol, representations, size, dtype, decoder, face_detector, face_model, face_box,
-            face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, batch_size, max_frames,
-            executor, ray_address, ray_decode_actors, ray_feature_actors, ray_gpus, overwrite, progress):
+            face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, batch_size,
+            color, representation_option, max_frames, executor, ray_address, ray_decode_actors, ray_feature_actors, ray_gpus,
+            overwrite, progress):
     """Extract features of the corpus at ROOT into the feature store --out.
 
     Per clip: frames from onset to offset, one face box per clip (and view) used for
@@ -142,7 +167,8 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
                                face_model=face_model, face_box=face_box, face_scale=face_scale, align=align,
                                views=views, apex=apex, apex_estimator=apex_estimator, flow_backend=flow_backend,
                                flow_preset=flow_preset, device=device, workers=workers, batch_size=batch_size,
-                               max_frames=max_frames)
+                               max_frames=max_frames, color=color,
+                               representation_options=options_of(representation_option))
         ray_flags = {"--ray-address": ray_address, "--ray-decode-actors": ray_decode_actors,
                      "--ray-feature-actors": ray_feature_actors, "--ray-gpus": ray_gpus}
         given = [flag for flag, value in ray_flags.items() if value is not None]

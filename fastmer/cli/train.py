@@ -8,7 +8,7 @@ import click
 
 from fastmer.cli import CONTEXT
 from fastmer.datasets.labels import LABEL_PROTOCOLS
-from fastmer.models import CLASS_WEIGHTING, LOSSES, MODELS, OPTIMIZERS
+from fastmer.models import CLASS_WEIGHTING, LOSSES, MODELS, NORMALIZATIONS, OPTIMIZERS
 from fastmer.train.protocols import PROTOCOLS
 
 # Light copies of fastmer.train.run's names (importing it would pull torch into --help);
@@ -16,6 +16,8 @@ from fastmer.train.protocols import PROTOCOLS
 AUGMENTATIONS = ("flip", "affine", "dual-phase-di")
 DEVICES = ("auto", "cpu", "cuda")
 VIEW_LAYOUTS = ("stack", "separate")
+TASKS = ("emotion", "au")
+DEFAULT_MIN_AU_CLIPS = 10
 ENCODERS = ("compact", "resnet18")  # fastmer.models.blocks.ENCODERS
 
 
@@ -37,8 +39,18 @@ def _parse_options(values: tuple[str, ...]) -> dict:
 @click.argument("store", type=click.Path(exists=True, file_okay=False), required=False)
 @click.option("--model", "-m", type=click.Choice(sorted(MODELS)), default="ststnet", help="Network.")
 @click.option("--protocol", "-p", type=click.Choice(PROTOCOLS), default="loso", help="Evaluation protocol.")
-@click.option("--labels", type=click.Choice(sorted(LABEL_PROTOCOLS)), default="megc2019-3class",
-              help="Label protocol: which emotions form which classes.")
+@click.option("--train-datasets", default=None, metavar="A[,B]",
+              help="--protocol cross-dataset: train on these datasets (comma-separated, as in the store) and test on "
+                   "--test-datasets [default: leave-one-dataset-out].")
+@click.option("--test-datasets", default=None, metavar="C[,D]", help="--protocol cross-dataset: datasets to test on.")
+@click.option("--task", type=click.Choice(TASKS), default="emotion", show_default=True,
+              help="emotion: classes of --labels; au: multi-label action-unit detection from the stored AU codes.")
+@click.option("--labels", type=click.Choice(sorted(LABEL_PROTOCOLS)), default=None,
+              help="Label protocol of --task emotion: which emotions form which classes [megc2019-3class].")
+@click.option("--aus", default=None, metavar="1,2,4,12",
+              help="--task au: the action units to detect [default: every AU with --min-au-clips positive clips].")
+@click.option("--min-au-clips", type=click.IntRange(1), default=None,
+              help=f"--task au without --aus: keep AUs with at least this many positive clips [{DEFAULT_MIN_AU_CLIPS}].")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None, help="Run directory to create.")
 @click.option("--recipe", type=click.Choice(["default", "published"]), default="default",
               help="Training recipe: fastmer's default or the authors' published one.")
@@ -84,6 +96,10 @@ def _parse_options(values: tuple[str, ...]) -> dict:
 @click.option("--view-layout", type=click.Choice(VIEW_LAYOUTS), default="stack", show_default=True,
               help="Stores of split views (4DME): stack a clip's views as channels, or train each view as a sample "
                    "and merge its clip's predictions by max.")
+@click.option("--normalization", type=click.Choice(NORMALIZATIONS), default=None,
+              help="Input scaling per sample and channel: auto (signed maps such as flows divided by a robust max "
+                   "magnitude, zero kept at zero; dynamic images min-max), minmax, signed, none [default: the "
+                   "model's; --describe shows it per channel].")
 @click.option("--describe", is_flag=True,
               help="Print the model (input, options, parameter count) and exit; STORE optional (its shapes if given).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
@@ -94,22 +110,26 @@ def _parse_options(values: tuple[str, ...]) -> dict:
               help="Folds trained together as one stacked model (vmap) [default: all of them on CUDA, 1 on CPU].")
 @click.option("--amp/--no-amp", default=None, help="bfloat16 mixed precision [default: on for CUDA, off on CPU].")
 @click.option("--overwrite", is_flag=True, help="Replace a training run at --out (anything else is refused).")
-def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size, optimizer, loss, focal_gamma,
-            class_weighting, patience, val_fraction, k, test_fraction, seed, seeds, augment, svm_c, encoder,
-            no_fusion_attention, no_se, extra_options, weights, input_size, view_layout, describe, device, jobs,
-            fold_batch, amp, overwrite):
+def command(store, model, protocol, train_datasets, test_datasets, task, labels, aus, min_au_clips, out, recipe, epochs,
+            lr, batch_size, optimizer, loss, focal_gamma, class_weighting, patience, val_fraction, k, test_fraction,
+            seed, seeds, augment, svm_c, encoder, no_fusion_attention, no_se, extra_options, weights, input_size,
+            view_layout, normalization, describe, device, jobs, fold_batch, amp, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
     Protocols split by subject: loso (one fold per subject; on the MEGC2019 composite
     store, the 68-fold composite protocol), loso-per-dataset (each fold trains on its
     test subject's corpus only), kfold (--k folds of whole subjects), holdout
-    (--test-fraction of the subjects, drawn with --seed). Every fold trains for a fixed
+    (--test-fraction of the subjects, drawn with --seed), cross-dataset
+    (leave-one-dataset-out over a composite store's datasets, or --train-datasets A,B
+    --test-datasets C; per-dataset scores reported). Every fold trains for a fixed
     number of epochs, or (--patience) stops early on an inner validation split of its
     training subjects: nothing is ever chosen on a test subject. UF1 and UAR are pooled
     over folds as MEGC defines them; the fold-averaged figures and the per-dataset
     breakdown are reported apart. A multi-label protocol (4dme-multilabel) trains one
     sigmoid output per class with per-class thresholds tuned on an inner split of each
-    fold's training subjects, and reports macro-UF1. lbptop-svm (LBP-TOP + linear SVM)
+    fold's training subjects, and reports macro-UF1; --task au does the same for the
+    action units annotated on the clips (--aus, or those with --min-au-clips positive
+    clips), reporting per-AU F1 and macro-F1. lbptop-svm (LBP-TOP + linear SVM)
     is solved exactly per fold and takes no recipe. On a CPU the folds run in parallel
     processes (--jobs); on a GPU the inputs are loaded on it once. Writes report.json,
     folds.json (the clip ids of every fold), predictions.parquet, per-fold weights and
@@ -120,6 +140,24 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
     from fastmer.train.run import train  # noqa: PLC0415
 
     entry = MODELS[model]
+    if task == "au":
+        if labels is not None:
+            raise click.BadParameter("--task au detects action units; --labels applies to --task emotion",
+                                     param_hint="--labels")
+        if aus is not None and min_au_clips is not None:
+            raise click.BadParameter("give --aus or --min-au-clips, not both", param_hint="--min-au-clips")
+    elif aus is not None or min_au_clips is not None:
+        raise click.BadParameter("--aus and --min-au-clips apply to --task au", param_hint="--task")
+    if protocol != "cross-dataset" and (train_datasets is not None or test_datasets is not None):
+        raise click.BadParameter(f"--train-datasets/--test-datasets apply to --protocol cross-dataset, not {protocol}",
+                                 param_hint="--protocol")
+    if (train_datasets is None) != (test_datasets is None):
+        raise click.BadParameter("give both --train-datasets and --test-datasets (or neither: leave-one-dataset-out)",
+                                 param_hint="--train-datasets/--test-datasets")
+    labels = labels or "megc2019-3class"
+    task_options = {"task": task, "train_datasets": train_datasets, "test_datasets": test_datasets}
+    if task == "au":
+        task_options.update(aus=aus, min_au_clips=min_au_clips or DEFAULT_MIN_AU_CLIPS)
     overrides = {name: value for name, value in {
         "epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "loss": loss,
         "focal_gamma": focal_gamma, "class_weighting": class_weighting, "patience": patience,
@@ -136,7 +174,7 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
             raise click.BadParameter(f"{model} has no {key} option", param_hint=flag)
         model_options[key] = value
     if describe:
-        _describe(model, labels, model_options, input_size, store, view_layout)
+        _describe(model, labels, model_options, input_size, store, view_layout, normalization)
         return
     if store is None or out is None:
         raise click.UsageError("STORE and --out are required (unless --describe)")
@@ -159,9 +197,11 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
             raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from exc
         if len(seed_list) < 2 or len(set(seed_list)) != len(seed_list):
             raise click.BadParameter("give at least two distinct seeds (or --seed for one)", param_hint="--seeds")
-    options = {"model": model, "protocol": protocol, "labels": labels, "recipe": chosen, "model_options": model_options,
+    options = {"model": model, "protocol": protocol, "labels": labels, **task_options,
+               "recipe": chosen, "model_options": model_options,
                "augment": augment, "device": device, "jobs": jobs, "fold_batch": fold_batch, "amp": amp, "k": k,
-               "test_fraction": test_fraction, "view_layout": view_layout, "input_size": input_size, "weights": weights,
+               "test_fraction": test_fraction, "view_layout": view_layout, "input_size": input_size,
+               "normalization": normalization, "weights": weights,
                "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
     try:  # train() refuses an --out that is not a run (or is its store) before anything runs
         if seed_list:
@@ -183,13 +223,14 @@ def command(store, model, protocol, labels, out, recipe, epochs, lr, batch_size,
                           indent=2))
 
 
-def _describe(model, labels, options, input_size, store, view_layout):
+def _describe(model, labels, options, input_size, store, view_layout, normalization=None):
     from fastmer.datasets.labels import get_protocol  # noqa: PLC0415
     from fastmer.models.model import describe  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
 
     try:
         info = describe(model, get_protocol(labels).classes, options=options, input_size=input_size,
+                        normalization=normalization,
                         store=open_store(store) if store else None, view_layout=view_layout)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -201,6 +242,8 @@ def _describe(model, labels, options, input_size, store, view_layout):
         + (f", views stacked {', '.join(info['input']['views_stacked'])}" if info["input"]["views_stacked"] else "")
         + f" -> network input {'x'.join(map(str, info['input']['network_input']))}"
         + ("" if store else " (store assumed at the default crop size)"),
+        f"  normalization: {info['input']['normalization']} ("
+        + ", ".join(f"{c} {m}" for c, m in info["input"]["channel_normalization"].items()) + ")",
         f"  classes ({labels}): {', '.join(info['classes'])}",
         f"  options: {json.dumps(info['options'])}",
         f"  parameters: {info['parameters']:,} ({info['saved_tensor_elements']:,} saved values with buffers)",

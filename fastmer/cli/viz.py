@@ -2,31 +2,61 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from fastmer.cli import CONTEXT
 
+RUN_ONLY = ("--target", "--layer", "--store")
+
 
 @click.command("viz", context_settings=CONTEXT)
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", metavar="STORE_OR_RUN", type=click.Path(exists=True, file_okay=False))
 @click.option("--clip", "-c", "clip", required=True,
               help="The clip to draw: its uid (e.g. casme2/sub01/EP02_01), or its clip_id where that names one row.")
-@click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True,
-              help="Folder for the PNGs and index.json (created; files of the same names are replaced, others kept).")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the PNGs and JSON (created; files of the same names are replaced, others kept). Required "
+                   "for a store; for a run, default explanations/<clip uid> in the current folder.")
 @click.option("--scale", type=click.IntRange(1, 16), default=1,
               help="Enlarge the image panels by this factor (nearest neighbour; the curve plot keeps its size).")
-def command(store, clip, out, scale):
-    """PNGs of one clip of the feature store STORE, for inspection.
+@click.option("--target", default=None,
+              help="Run only: the class whose Grad-CAM is drawn (a class name of the run). Default: the predicted class.")
+@click.option("--layer", default=None,
+              help="Run only: the convolution to explain at (a module name of the network; an unknown name lists "
+                   "them). Default: the last convolution, one per input stream for multi-stream networks.")
+@click.option("--store", "store_override", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Run only: the feature store the run was trained on, if it moved (default: the path the run recorded).")
+def command(store, clip, out, scale, target, layer, store_override):
+    """PNGs of one clip of the feature store, or explanations of a training run's model of it.
 
-    Writes into --out: keyframes.png (face crops at onset, apex, offset), one PNG per flow
-    representation (Middlebury colour coding, magnitude and strain maps), dynamic_images.png
-    (each dynamic image min-max scaled), motion_curve.png (the motion-intensity curve with
-    onset, apex and offset marked) and index.json (the clip's metadata, the files and their
-    panels, and what was skipped). A column the store lacks (older stores have no key frames
-    or motion curve) is skipped with a warning.
+    A feature store STORE: writes into --out keyframes.png (face crops at onset, apex,
+    offset), one PNG per flow representation (Middlebury colour coding, magnitude and strain
+    maps), dynamic_images.png (each dynamic image min-max scaled), motion_curve.png (the
+    motion-intensity curve with onset, apex and offset marked) and index.json (the clip's
+    metadata, the files and their panels, and what was skipped). A column the store lacks
+    (older stores have no key frames or motion curve) is skipped with a warning.
+
+    A training run RUN (fastmer train's folder): explains the clip with the model of the fold
+    that tested it, which never trained on it (a clip no fold tests gets the final model;
+    explanation.json says which and why). Writes crops.png (the key frames and the apex crop
+    under each Grad-CAM map), gradcam.png (each network input channel alone and under its
+    stream's Grad-CAM map), stream_weights.png (MicroAttNet's fusion weights), attention.png
+    (DIANet's cross-attention) and explanation.json (scores, maps and weights as numbers).
     """
+    from fastmer.outputs import check_not_an_input, is_run  # noqa: PLC0415
+
+    if is_run(store):
+        _explain(store, clip, out, scale, target, layer, store_override)
+        return
+    given = [name for name, value in zip(RUN_ONLY, (target, layer, store_override), strict=True) if value is not None]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to a training run; "
+                               f"{store} is not one (no model.json, report.json or folds.json)")
+    if out is None:
+        raise click.UsageError("Missing option '--out' / '-o' (required for a feature store).")
+
     import fastmer.store as fstore  # noqa: PLC0415
-    from fastmer.outputs import check_not_an_input  # noqa: PLC0415
     from fastmer.viz import render_clip  # noqa: PLC0415
 
     try:
@@ -42,4 +72,32 @@ def command(store, clip, out, scale):
         raise click.BadParameter(str(exc), param_hint="--clip") from exc
     except OSError as exc:
         raise click.ClickException(f"cannot write to {out}: {exc}") from exc
+    click.echo(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
+
+
+def _explain(run, clip, out, scale, target, layer, store_override) -> None:
+    from fastmer.explain import _safe, explain_clip, run_store_path, write_explanation  # noqa: PLC0415
+    from fastmer.outputs import check_not_an_input  # noqa: PLC0415
+
+    out = Path(out) if out is not None else Path("explanations") / _safe(clip)
+    try:
+        store = Path(store_override) if store_override is not None else run_store_path(run)
+        check_not_an_input(out, [run, store])  # never write into the run or its store
+        explanation = explain_clip(run, clip, target=target, layer=layer, store=store)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--clip") from exc
+    except ValueError as exc:
+        text = str(exc)
+        hint = "--target" if text.startswith("unknown target") else "--layer" if text.startswith("layer ") else None
+        if hint:
+            raise click.BadParameter(text, param_hint=hint) from exc
+        raise click.ClickException(text) from exc
+    except (FileNotFoundError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for note in explanation.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"{explanation.sample}: {explanation.model['choice']}", err=True)
+    paths = write_explanation(explanation, out, scale=scale)
+    maps = ", ".join(f"{c.stream or 'input'} at {c.layer}" for c in explanation.cams)
+    click.echo(f"Grad-CAM of class {explanation.target} (predicted {explanation.predicted}): {maps}")
     click.echo(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")

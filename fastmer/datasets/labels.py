@@ -149,3 +149,56 @@ def get_protocol(name: str) -> LabelProtocol:
         return LABEL_PROTOCOLS[name]
     except KeyError:
         raise ValueError(f"unknown label protocol {name!r}; known: {', '.join(LABEL_PROTOCOLS)}") from None
+
+
+# --- action units (FACS) ------------------------------------------------------------------
+AU_RULE = (
+    "action-unit cells are split on '+', ',', ';', '/' and whitespace; each part, upper-cased and without "
+    "parentheses, reads [AU][side L/R/B/T/U]<number>[intensity A-E] and counts as AU<number> (side and intensity "
+    "dropped: 'AU4', '4', 'L4', 'R4B' and '(4)' are all AU4); parts that do not read so (e.g. '?', FACS movement "
+    "codes 'M57') are ignored and counted in the report"
+)
+_AU_PART = re.compile(r"^(?:AU)?(?:[LRBTU])?0*(\d{1,3})[A-E]?$")
+
+
+def split_action_units(value: object) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """An annotated action-unit cell -> (AU numbers, sorted and unique; parts not understood).
+
+    The one place for the rule (:data:`AU_RULE`): side prefixes (``L``/``R``, FACS's
+    ``B``/``T``/``U``), intensity suffixes (``A``-``E``), an ``AU`` prefix and parentheses
+    (uncertain codes) are dropped, so a unilateral or weak action counts as the action.
+
+    Example:
+        >>> split_action_units("AU4+L10")
+        ((4, 10), ())
+        >>> split_action_units("R12B + 6, ?")
+        ((6, 12), ('?',))
+    """
+    text = str(value if value is not None else "").upper()
+    text = re.sub(r"AU\s+(?=\d)", "AU", text)  # "AU 4" -> "AU4"
+    aus, ignored = set(), []
+    for part in re.split(r"[+,;/\s]+", text):
+        part = part.strip().strip("()[]").strip()
+        if not part:
+            continue
+        match = _AU_PART.match(part)
+        if match and int(match.group(1)) > 0:
+            aus.add(int(match.group(1)))
+        else:
+            ignored.append(part)
+    return tuple(sorted(aus)), tuple(ignored)
+
+
+def parse_action_units(value: object) -> tuple[int, ...]:
+    """The AU numbers of an annotated cell (:func:`split_action_units`, ignored parts dropped).
+
+    Example:
+        >>> parse_action_units("1+2")
+        (1, 2)
+    """
+    return split_action_units(value)[0]
+
+
+def au_name(number: int) -> str:
+    """Class name of an action unit: ``4`` -> ``"AU4"``."""
+    return f"AU{int(number)}"

@@ -12,7 +12,13 @@ import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-NORMALIZATIONS = ("minmax", "none")
+NORMALIZATIONS = ("auto", "minmax", "signed", "none")
+"""How the input adapter scales each channel of each sample (:func:`fastmer.models.inputs.normalize_channels`):
+``minmax`` to [0, 1]; ``signed`` divided by the 99th percentile of its magnitude and clipped
+to [-1, 1], so zero motion stays 0 and a flow keeps its sign; ``none``; ``auto`` per channel by
+what it holds (:func:`fastmer.models.inputs.channel_normalizations`): flows, COF, MM-COF,
+magnitudes and strain ``signed``, dynamic images, MESTI and unknown channels ``minmax``,
+LBP-TOP histograms ``none``."""
 
 
 @dataclass(frozen=True)
@@ -27,8 +33,8 @@ class InputSpec:
         size: side of the square network input (area resampling); None keeps the stored
             shape (the crop size chosen at extraction, or features such as LBP-TOP
             histograms, which are not images).
-        normalization: ``"minmax"`` rescales each channel of each sample to [0, 1];
-            ``"none"`` keeps the stored values.
+        normalization: one of :data:`NORMALIZATIONS` (default ``"auto"``: signed maps keep zero
+            at zero, dynamic images are min–max scaled as their papers do).
         groups: the network's input streams, equal consecutive slices of ``channels`` (3 for
             MicroAttNet's u/v/M streams). With views stacked as channels each group takes
             its channels of every view in turn (``[u_L,p1, u_L,p2, u_R,p1, u_R,p2]``).
@@ -37,7 +43,7 @@ class InputSpec:
     representation: str | tuple[str, ...]
     channels: tuple[str, ...]
     size: int | None
-    normalization: str = "minmax"
+    normalization: str = "auto"
     groups: int = 1
 
     def __post_init__(self) -> None:
@@ -157,6 +163,8 @@ MODELS: dict[str, ModelEntry] = {
     "ststnet": ModelEntry(
         name="ststnet",
         factory="fastmer.models.ststnet:STSTNet",
+        # min-max per map, as fastmer has always fed STSTNet and OFF-ApexNet (their papers do not
+        # state the scaling of the 28x28 maps; `fastmer train --normalization signed` compares).
         input=InputSpec("flow_onset_apex", ("u", "v", "strain"), size=28, normalization="minmax"),
         # The authors' port trains 800 epochs of Adam at 5e-5 with batch 256 on ~400 clips
         # (~1,600 steps). On small corpora that is too few steps, so the default keeps

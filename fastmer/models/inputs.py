@@ -12,10 +12,81 @@ import torch
 from torch import nn
 
 from fastmer.models import InputSpec
+from fastmer.motion.normalize import MINMAX_EPS
 from fastmer.ops.resample import area_matrix
 
 VIEW_ORDER = ("left", "right")
 """The views of a split clip (``fastmer extract --views split``), in the order they are stacked."""
+
+
+SIGNED_QUANTILE = 0.99
+"""``signed`` normalisation divides a map by this quantile of its magnitude (robust to a few
+outlier pixels), then clips to [-1, 1]."""
+_SIGNED_REPRESENTATIONS = ("flow_onset_apex", "flow_phases", "cof", "mm_cof")
+_RAW_REPRESENTATIONS = ("lbptop",)
+
+
+def _representation_of_channel(channel: str) -> str | None:
+    """The fastmer representation a stored channel name belongs to (view prefix and colour
+    suffix ignored), or None for a name fastmer does not compute (imported features)."""
+    from fastmer.motion.representations import COLOR_SUFFIXES, REPRESENTATIONS  # noqa: PLC0415
+
+    base = channel.rpartition("/")[2]
+    for name, channels in REPRESENTATIONS.items():
+        if base in channels or (base[-2:-1] == "_" and base[-1:] in COLOR_SUFFIXES and base[:-2] in channels):
+            return name
+    return None
+
+
+def channel_normalizations(normalization: str, channels: tuple[str, ...]) -> tuple[str, ...]:
+    """Each channel's normalisation (``minmax``, ``signed`` or ``none``) under a spec's
+    ``normalization`` (:data:`fastmer.models.NORMALIZATIONS`; ``auto`` decides per channel).
+
+    Example:
+        >>> channel_normalizations("auto", ("u", "v", "magnitude", "di", "left/di_oa_r", "xy", "c0"))
+        ('signed', 'signed', 'signed', 'minmax', 'minmax', 'none', 'minmax')
+    """
+    if normalization != "auto":
+        return (normalization,) * len(channels)
+    modes = []
+    for channel in channels:
+        representation = _representation_of_channel(channel)
+        modes.append("signed" if representation in _SIGNED_REPRESENTATIONS
+                     else "none" if representation in _RAW_REPRESENTATIONS else "minmax")
+    return tuple(modes)
+
+
+def normalize_channels(x: torch.Tensor, modes: tuple[str, ...]) -> torch.Tensor:
+    """``(N, C, H, W)`` maps normalised per sample and channel, channel ``c`` by ``modes[c]``:
+    ``minmax`` to [0, 1]; ``signed`` divided by the :data:`SIGNED_QUANTILE` quantile of ``|x|``
+    (zero stays zero, the sign is kept) and clipped to [-1, 1]; ``none`` unchanged. The
+    quantile is the k-th largest magnitude (``torch.topk``: exportable to ONNX).
+
+    Example:
+        >>> x = torch.tensor([[[[-2.0, 0.0], [1.0, 2.0]]]])
+        >>> normalize_channels(x, ("signed",)).flatten().tolist()
+        [-1.0, 0.0, 0.5, 1.0]
+    """
+    if x.shape[1] != len(modes):
+        raise ValueError(f"normalize_channels: {x.shape[1]} channels, {len(modes)} modes")
+    kinds = set(modes)
+    out = x
+    if "minmax" in kinds:
+        lo = x.amin(dim=(2, 3), keepdim=True)
+        hi = x.amax(dim=(2, 3), keepdim=True)
+        minmax = (x - lo) / (hi - lo + MINMAX_EPS)
+        out = minmax if kinds == {"minmax"} else torch.where(_mask(modes, "minmax", x), minmax, out)
+    if "signed" in kinds:
+        pixels = x.shape[2] * x.shape[3]
+        k = max(1, round((1 - SIGNED_QUANTILE) * pixels))
+        peak = torch.topk(x.abs().flatten(2), k, dim=2).values[:, :, k - 1 :].unsqueeze(-1)  # (N, C, 1, 1)
+        signed = (x / (peak + MINMAX_EPS)).clamp(-1.0, 1.0)
+        out = signed if kinds == {"signed"} else torch.where(_mask(modes, "signed", x), signed, out)
+    return out
+
+
+def _mask(modes: tuple[str, ...], mode: str, x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([m == mode for m in modes], device=x.device).view(1, -1, 1, 1)
 
 
 def clip_of(uid: str) -> str:
@@ -72,6 +143,7 @@ class InputAdapter(nn.Module):
         self.stored_channels = tuple(stored_channels)
         self.stored_hw = tuple(stored_hw)
         self.register_buffer("index", torch.tensor([stored_channels.index(c) for c in selected]), persistent=False)
+        self.modes = channel_normalizations(spec.normalization, selected)
         self.resample = spec.size is not None and tuple(stored_hw) != (spec.size, spec.size)
         if self.resample:
             self.register_buffer("rows", area_matrix(stored_hw[0], spec.size), persistent=False)
@@ -83,14 +155,17 @@ class InputAdapter(nn.Module):
         hw = self.stored_hw if self.spec.size is None else (self.spec.size, self.spec.size)
         return (len(self.index), *hw)
 
+    @property
+    def normalizations(self) -> tuple[str, ...]:
+        """Each network input channel's normalisation (``auto`` resolved per channel)."""
+        return channel_normalizations(self.spec.normalization, network_channels(self.spec, self.views))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().index_select(1, self.index)
         if self.resample:
             x = torch.matmul(torch.matmul(self.rows, x), self.cols_t)
-        if self.spec.normalization == "minmax":
-            lo = x.amin(dim=(2, 3), keepdim=True)
-            hi = x.amax(dim=(2, 3), keepdim=True)
-            x = (x - lo) / (hi - lo + 1e-8)
+        if set(self.modes) != {"none"}:
+            x = normalize_channels(x, self.modes)
         return x
 
 

@@ -43,12 +43,16 @@ class MERModel(nn.Module):
     @classmethod
     def create(
         cls, name: str, classes: tuple[str, ...], stored_channels: tuple[str, ...], stored_shape: tuple[int, ...],
-        *, views: tuple[str, ...] = (), input_size: int | None = None, **options: Any,
+        *, views: tuple[str, ...] = (), input_size: int | None = None, normalization: str | None = None,
+        **options: Any,
     ) -> MERModel:
         """A new model for a stored input: ``views`` stacked as channels, if any; ``input_size``
-        overrides the registry's network input size (None: keep it)."""
+        and ``normalization`` override the registry's network input size and normalisation
+        (:data:`fastmer.models.NORMALIZATIONS`; None: keep them)."""
         entry = get_entry(name)
         spec = entry.input if input_size is None else replace(entry.input, size=input_size)
+        if normalization is not None:
+            spec = replace(spec, normalization=normalization)
         config = {
             "model": name,
             "classes": list(classes),
@@ -165,13 +169,14 @@ DESCRIBE_SIZE = 128  # the crop size of `fastmer extract`'s default, for a descr
 
 
 def describe(name: str, classes: tuple[str, ...], *, options: dict[str, Any] | None = None,
-             input_size: int | None = None, store: Any = None, view_layout: str = "stack") -> dict[str, Any]:
+             input_size: int | None = None, store: Any = None, view_layout: str = "stack",
+             normalization: str | None = None) -> dict[str, Any]:
     """What model ``name`` is: its input, options and parameter count, for ``fastmer train --describe``.
 
     Without ``store`` the stored input is assumed at :data:`DESCRIBE_SIZE` (the default crop
     size); with one, its own shapes (and views, stacked per ``view_layout``) are used.
     """
-    from fastmer.models.inputs import store_layout  # noqa: PLC0415
+    from fastmer.models.inputs import network_channels, store_layout  # noqa: PLC0415
     from fastmer.motion.representations import REPRESENTATIONS, representation_shape  # noqa: PLC0415
 
     entry = get_entry(name)
@@ -182,7 +187,7 @@ def describe(name: str, classes: tuple[str, ...], *, options: dict[str, Any] | N
         channels = tuple(c for r in entry.input.representations for c in REPRESENTATIONS[r])
         shape = representation_shape(entry.input.representations[0], DESCRIBE_SIZE)
     model = MERModel.create(name, classes, channels, (len(channels), *shape[1:]), views=views, input_size=input_size,
-                            **(options or {}))
+                            normalization=normalization, **(options or {}))
     parameters = {child: sum(p.numel() for p in module.parameters()) for child, module in model.net.named_children()}
     parameters["(own)"] = model.parameter_count() - sum(parameters.values())
     doc = (entry.build_class().__doc__ or "").strip().split("\n\n")[0]
@@ -193,7 +198,9 @@ def describe(name: str, classes: tuple[str, ...], *, options: dict[str, Any] | N
         "reference": entry.reference,
         "input": {"representations": list(entry.input.representations), "channels": list(model.adapter.spec.channels),
                   "views_stacked": list(views), "network_input": [*model.adapter.out_shape],
-                  "normalization": entry.input.normalization},
+                  "normalization": model.adapter.spec.normalization,
+                  "channel_normalization": dict(zip(network_channels(model.adapter.spec, views),
+                                                    model.adapter.modes, strict=True))},
         "classes": list(classes),
         "options": model.config["options"],
         "parameters": model.parameter_count(),

@@ -52,6 +52,7 @@ __all__ = [
     "MESTI_WEIGHTINGS",
     "MIDI_CHANNELS",
     "PHASE_DI_CHANNELS",
+    "RANK_POOL_COEFFICIENTS",
     "SINGLE_FRAME_MODES",
     "TRDI_CHANNELS",
     "dynamic_images",
@@ -78,6 +79,10 @@ DI_NORMALIZATIONS = ("minmax", None)
 """``normalize`` choices: per-clip, per-channel min–max to ``[0, 1]``, or none."""
 SINGLE_FRAME_MODES = ("frame", "zeros")
 """``single_frame`` choices: the DI of one frame is that frame (SPEC §1.4, hbilen) or zeros."""
+RANK_POOL_COEFFICIENTS = ("harmonic", "linear")
+"""Weights of approximate rank pooling: Bilen et al.'s ``α_t = Σ_{j≥t} (2j − T − 1)/j``
+(``"harmonic"``, default, :func:`fastmer.ops.rank_pool`) or the simpler linear ``α_t = 2t − T − 1``
+(``"linear"``; also zero-sum, the first-order approximation some papers' code uses)."""
 MESTI_WEIGHTINGS = ("rank_pool", "triangular")
 """``weighting`` choices of :func:`mesti`: apex-centred rank pooling (default) or SPEC's triangular alternative."""
 
@@ -168,7 +173,9 @@ def _apex_list(apex: torch.Tensor | Sequence[int], clips: list[torch.Tensor], op
     return values
 
 
-def _check_options(op: str, normalize: str | None, single_frame: str) -> None:
+def _check_options(op: str, normalize: str | None, single_frame: str, coefficients: str = "harmonic") -> None:
+    if coefficients not in RANK_POOL_COEFFICIENTS:
+        raise ValueError(f"fastmer.{op}: coefficients must be one of {RANK_POOL_COEFFICIENTS}, got {coefficients!r}")
     if normalize not in DI_NORMALIZATIONS:
         raise ValueError(f"fastmer.{op}: normalize must be one of {DI_NORMALIZATIONS}, got {normalize!r}")
     if single_frame not in SINGLE_FRAME_MODES:
@@ -176,7 +183,14 @@ def _check_options(op: str, normalize: str | None, single_frame: str) -> None:
 
 
 # --------------------------------------------------------------------------- ragged rank pooling
-def _rank_pool_ragged(sequences: list[torch.Tensor], single_frame: str) -> torch.Tensor:
+def _linear_rank_pool(batch: torch.Tensor) -> torch.Tensor:
+    """``Σ_t (2t − T − 1) I_t`` of ``(n, T, C, H, W)`` (t = 1..T)."""
+    t = batch.shape[1]
+    alpha = 2 * torch.arange(1, t + 1, dtype=batch.dtype, device=batch.device) - t - 1
+    return torch.einsum("t,ntchw->nchw", alpha, batch)
+
+
+def _rank_pool_ragged(sequences: list[torch.Tensor], single_frame: str, coefficients: str = "harmonic") -> torch.Tensor:
     """DI of each ``(T_i, C, H, W)`` sequence, grouped by ``T_i`` (one :func:`rank_pool` per group) -> ``(N, C, H, W)``."""
     groups: dict[int, list[int]] = {}
     for i, seq in enumerate(sequences):
@@ -189,7 +203,7 @@ def _rank_pool_ragged(sequences: list[torch.Tensor], single_frame: str) -> torch
         if length == 1:
             pooled.append(batch[:, 0] if single_frame == "frame" else torch.zeros_like(batch[:, 0]))
         else:
-            pooled.append(rank_pool(batch))
+            pooled.append(rank_pool(batch) if coefficients == "harmonic" else _linear_rank_pool(batch))
         order.extend(idx)
     out = torch.cat(pooled)
     if order != sorted(order):
@@ -210,6 +224,7 @@ def dynamic_images(
     *,
     normalize: str | None = "minmax",
     single_frame: str = "frame",
+    coefficients: str = "harmonic",
 ) -> torch.Tensor:
     """Dynamic image of each whole clip, onset→offset, by approximate rank pooling.
 
@@ -224,6 +239,7 @@ def dynamic_images(
         lengths: ``(N,)`` frame counts of a padded tensor (default: all ``T``).
         normalize: ``"minmax"`` (per clip and channel to ``[0, 1]``) or None (raw sums).
         single_frame: DI of a 1-frame clip: ``"frame"`` (SPEC §1.4) or ``"zeros"``.
+        coefficients: rank-pooling weights, one of :data:`RANK_POOL_COEFFICIENTS`.
 
     Returns:
         ``(N, C, H, W)`` (``C = 1`` for grayscale clips; channel :data:`DI_CHANNELS`), float32
@@ -236,9 +252,9 @@ def dynamic_images(
         >>> dynamic_images([torch.rand(5, 8, 8), torch.rand(9, 8, 8)]).shape
         torch.Size([2, 1, 8, 8])
     """
-    _check_options("dynamic_images", normalize, single_frame)
+    _check_options("dynamic_images", normalize, single_frame, coefficients)
     items = _clip_list(clips, lengths, "dynamic_images")
-    return _finish(_rank_pool_ragged(items, single_frame), normalize)
+    return _finish(_rank_pool_ragged(items, single_frame, coefficients), normalize)
 
 
 def temporal_ranked_dynamic_images(
@@ -247,6 +263,7 @@ def temporal_ranked_dynamic_images(
     *,
     normalize: str | None = "minmax",
     single_frame: str = "frame",
+    coefficients: str = "harmonic",
 ) -> torch.Tensor:
     """AFN's temporal-ranked dynamic image (TRDI): rank pooling of the frames in time order.
 
@@ -261,9 +278,9 @@ def temporal_ranked_dynamic_images(
         >>> temporal_ranked_dynamic_images(torch.rand(3, 6, 8, 8), lengths=[6, 4, 2]).shape
         torch.Size([3, 1, 8, 8])
     """
-    _check_options("temporal_ranked_dynamic_images", normalize, single_frame)
+    _check_options("temporal_ranked_dynamic_images", normalize, single_frame, coefficients)
     items = _clip_list(clips, lengths, "temporal_ranked_dynamic_images")
-    return _finish(_rank_pool_ragged(items, single_frame), normalize)
+    return _finish(_rank_pool_ragged(items, single_frame, coefficients), normalize)
 
 
 def phase_dynamic_images(
@@ -273,6 +290,7 @@ def phase_dynamic_images(
     *,
     normalize: str | None = "minmax",
     single_frame: str = "frame",
+    coefficients: str = "harmonic",
 ) -> torch.Tensor:
     """Phase-aware pair of dynamic images: DI(onset→apex) and DI(apex→offset).
 
@@ -291,6 +309,7 @@ def phase_dynamic_images(
         lengths: ``(N,)`` frame counts of a padded tensor.
         normalize: ``"minmax"`` (each DI per clip and channel to ``[0, 1]``) or None.
         single_frame: DI of a 1-frame phase: ``"frame"`` (SPEC §1.4) or ``"zeros"``.
+        coefficients: rank-pooling weights, one of :data:`RANK_POOL_COEFFICIENTS`.
 
     Returns:
         ``(N, 2C, H, W)``: the ``C`` channels of DI_oa then the ``C`` channels of DI_ao
@@ -301,13 +320,13 @@ def phase_dynamic_images(
         >>> phase_dynamic_images([clip], apex=[2], normalize=None)[0, :, 0, 0].tolist()  # RP(0,1,2), RP(2,1,0)
         [2.0, -2.0]
     """
-    _check_options("phase_dynamic_images", normalize, single_frame)
+    _check_options("phase_dynamic_images", normalize, single_frame, coefficients)
     items = _clip_list(clips, lengths, "phase_dynamic_images")
     apexes = _apex_list(apex, items, "phase_dynamic_images")
     n = len(items)
     sequences = [clip[: a + 1] for clip, a in zip(items, apexes, strict=True)]
     sequences += [clip[a:] for clip, a in zip(items, apexes, strict=True)]
-    pooled = _finish(_rank_pool_ragged(sequences, single_frame), normalize)
+    pooled = _finish(_rank_pool_ragged(sequences, single_frame, coefficients), normalize)
     return torch.cat([pooled[:n], pooled[n:]], dim=1)
 
 
@@ -415,6 +434,7 @@ def motion_intensity_dynamic_images(
     sigma: float = 0.0,
     normalize: str | None = "minmax",
     single_frame: str = "frame",
+    coefficients: str = "harmonic",
 ) -> torch.Tensor:
     """AFN's motion-intensity dynamic image (MIDI): rank pooling of the frames reordered by motion intensity.
 
@@ -433,6 +453,7 @@ def motion_intensity_dynamic_images(
         sigma: blur (px) for the intensity difference (0 = SPEC's plain difference).
         normalize: ``"minmax"`` (per clip and channel to ``[0, 1]``) or None.
         single_frame: DI of a 1-frame clip: ``"frame"`` (SPEC §1.4) or ``"zeros"``.
+        coefficients: rank-pooling weights, one of :data:`RANK_POOL_COEFFICIENTS`.
 
     Returns:
         ``(N, C, H, W)``; channel :data:`MIDI_CHANNELS` for grayscale clips.
@@ -443,11 +464,11 @@ def motion_intensity_dynamic_images(
         >>> round(motion_intensity_dynamic_images([clip], normalize=None)[0, 0, 0, 0].item(), 6)
         2.0
     """
-    _check_options("motion_intensity_dynamic_images", normalize, single_frame)
+    _check_options("motion_intensity_dynamic_images", normalize, single_frame, coefficients)
     items = _clip_list(clips, lengths, "motion_intensity_dynamic_images")
     orders = motion_intensity_order(items, intensity=intensity, sigma=sigma)
     reordered = [clip[order.to(clip.device)] for clip, order in zip(items, orders, strict=True)]
-    return _finish(_rank_pool_ragged(reordered, single_frame), normalize)
+    return _finish(_rank_pool_ragged(reordered, single_frame, coefficients), normalize)
 
 
 def mesti(
@@ -458,6 +479,7 @@ def mesti(
     weighting: str = "rank_pool",
     normalize: str | None = "minmax",
     single_frame: str = "frame",
+    coefficients: str = "harmonic",
 ) -> torch.Tensor:
     """MEGANet's micro-expression spatio-temporal image (MESTI), apex-centred rank pooling.
 
@@ -480,6 +502,7 @@ def mesti(
         weighting: ``"rank_pool"`` (default) or ``"triangular"``.
         normalize: ``"minmax"`` (per clip and channel to ``[0, 1]``; SPEC rescales to [0, 255]) or None.
         single_frame: DI of a 1-frame half (apex at onset or offset): ``"frame"`` or ``"zeros"``.
+        coefficients: rank-pooling weights, one of :data:`RANK_POOL_COEFFICIENTS`.
 
     Returns:
         ``(N, C, H, W)``; channel :data:`MESTI_CHANNELS` for grayscale clips.
@@ -489,7 +512,7 @@ def mesti(
         >>> mesti([clip], apex=[2], normalize=None)[0, 0, 0, 0].item()  # RP(0,1,2) + RP(0,1,2)
         4.0
     """
-    _check_options("mesti", normalize, single_frame)
+    _check_options("mesti", normalize, single_frame, coefficients)
     if weighting not in MESTI_WEIGHTINGS:
         raise ValueError(f"fastmer.mesti: weighting must be one of {MESTI_WEIGHTINGS}, got {weighting!r}")
     items = _clip_list(clips, lengths, "mesti")
@@ -498,7 +521,7 @@ def mesti(
     if weighting == "rank_pool":
         sequences = [clip[: a + 1] for clip, a in zip(items, apexes, strict=True)]
         sequences += [clip[a:].flip(0) for clip, a in zip(items, apexes, strict=True)]
-        pooled = _rank_pool_ragged(sequences, single_frame)
+        pooled = _rank_pool_ragged(sequences, single_frame, coefficients)
         images = pooled[:n] + pooled[n:]
     else:
         out = []

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from fastmer.config import FLOW_CHANNELS
+from fastmer.config import COLOR_REPRESENTATIONS, FLOW_CHANNELS
 from fastmer.motion.dynamic import (
     DI_CHANNELS,
     MESTI_CHANNELS,
@@ -50,6 +50,7 @@ __all__ = [
     "COF_CHANNELS",
     "COF_DIRECTIONS",
     "COF_THETA",
+    "COLOR_REPRESENTATIONS",
     "DI_CHANNELS",
     "FLOW_CHANNELS",
     "LBPTOP_CHANNELS",
@@ -79,6 +80,7 @@ __all__ = [
     "motion_intensity_order",
     "phase_dynamic_images",
     "phase_flow_features",
+    "representation_channels",
     "representation_shape",
     "temporal_ranked_dynamic_images",
 ]
@@ -139,13 +141,31 @@ REPRESENTATION_INFO: dict[str, str] = {
 """Representation name → one-line description (paper, SPEC section, function)."""
 
 
-def representation_shape(name: str, size: int) -> tuple[int, ...]:
+COLOR_SUFFIXES = ("r", "g", "b")
+
+
+def representation_channels(name: str, color: bool = False) -> tuple[str, ...]:
+    """Channel names of ``name``: :data:`REPRESENTATIONS`, or with ``color`` (the dynamic
+    images and MESTI) each grey channel as its red, green and blue channels in that order.
+
+    Example:
+        >>> representation_channels("dynamic_image_phases", color=True)
+        ('di_oa_r', 'di_oa_g', 'di_oa_b', 'di_ao_r', 'di_ao_g', 'di_ao_b')
+    """
+    channels = REPRESENTATIONS[name]
+    if not color or name not in COLOR_REPRESENTATIONS:
+        return channels
+    return tuple(f"{c}_{suffix}" for c in channels for suffix in COLOR_SUFFIXES)
+
+
+def representation_shape(name: str, size: int, color: bool = False) -> tuple[int, ...]:
     """Stored shape of one clip's ``name`` for ``size × size`` crops: ``(C, size, size)`` for the
-    image representations, ``(3, blocks, 2**P)`` for the LBP-TOP histograms."""
+    image representations (``C`` tripled for a colour dynamic image), ``(3, blocks, 2**P)``
+    for the LBP-TOP histograms."""
     if name == "lbptop":
         blocks = LBPTOP_PARAMS["blocks"]
         return (len(LBPTOP_CHANNELS), blocks[0] * blocks[1], 2 ** LBPTOP_PARAMS["points"])
-    return (len(REPRESENTATIONS[name]), size, size)
+    return (len(representation_channels(name, color)), size, size)
 
 
 def lbptop_min_frames() -> int:

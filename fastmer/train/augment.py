@@ -41,8 +41,9 @@ Apply these to raw values: the stored tensor, or a network input prepared with
 ``normalization="none"``. Per-map min–max normalisation (the registry's default) must
 come after: once a map is min–max scaled its sign and scale are gone (the mirror of a
 scaled u is ``1 − u``, not ``−u``, and a rotation mixes u and v in pixels). With
-``Augment(minmax=True)`` the batch is min–max normalised after augmentation exactly as
-:class:`fastmer.models.inputs.InputAdapter` does.
+``Augment(normalization=...)`` the batch is normalised after augmentation exactly as
+:class:`fastmer.models.inputs.InputAdapter` does (min–max, or ``signed``: scaled by a robust
+maximum magnitude, zero kept at zero).
 
 Only ever augment training folds; test clips are used as they are.
 """
@@ -70,8 +71,6 @@ __all__ = [
     "random_affine",
 ]
 
-MINMAX_EPS = 1e-8
-"""ε of the min–max normalisation, as in :class:`fastmer.models.inputs.InputAdapter`."""
 
 DI_PHASES = ("onset_offset", "onset_apex", "apex_offset")
 """Meaning of :attr:`DualPhaseSet.phase` 0, 1, 2."""
@@ -284,8 +283,10 @@ class Augment:
         p_flip: probability of :func:`hflip` per sample.
         degrees: ``max_degrees`` of :func:`random_affine` (0 and ``scale`` 0: no affine).
         scale: ``max_scale`` of :func:`random_affine`.
-        minmax: min–max normalise every map after augmenting (the registry's
-            ``normalization="minmax"``, same formula as the input adapter).
+        minmax: min–max normalise every map after augmenting (shorthand for
+            ``normalization=("minmax",) * C``).
+        normalization: each channel's normalisation after augmenting (``minmax``, ``signed``,
+            ``none``), the input adapter's (:func:`fastmer.models.inputs.normalize_channels`).
         seed: seed of a private CPU generator.
         generator: use this generator instead (``seed`` is then ignored).
 
@@ -303,6 +304,7 @@ class Augment:
         degrees: float = 5.0,
         scale: float = 0.05,
         minmax: bool = False,
+        normalization: Sequence[str] | None = None,
         seed: int = 0,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -315,7 +317,14 @@ class Augment:
         if (degrees > 0 or scale > 0) and plan.unpaired:
             raise ValueError(f"fastmer.Augment: flow component(s) {list(plan.unpaired)} lack their u/v partner; "
                              "rotation needs both (use degrees=0, scale=0 for flips only)")
-        self.p_flip, self.degrees, self.scale, self.minmax = p_flip, degrees, scale, minmax
+        self.p_flip, self.degrees, self.scale = p_flip, degrees, scale
+        if minmax and normalization is not None:
+            raise ValueError("fastmer.Augment: give minmax or normalization, not both")
+        modes = tuple(normalization) if normalization is not None else ("minmax" if minmax else "none",) * len(self.channels)
+        if len(modes) != len(self.channels) or not set(modes) <= {"minmax", "signed", "none"}:
+            raise ValueError(f"fastmer.Augment: normalization must give minmax, signed or none for each of the "
+                             f"{len(self.channels)} channels, got {modes}")
+        self.normalization = modes
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -325,15 +334,15 @@ class Augment:
             x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), hflip(x, self.channels), x)
         if self.degrees > 0 or self.scale > 0:
             x = random_affine(x, self.channels, max_degrees=self.degrees, max_scale=self.scale, generator=self.generator)
-        if self.minmax:
-            lo = x.amin(dim=(2, 3), keepdim=True)
-            hi = x.amax(dim=(2, 3), keepdim=True)
-            x = (x - lo) / (hi - lo + MINMAX_EPS)
+        if set(self.normalization) != {"none"}:
+            from fastmer.models.inputs import normalize_channels  # noqa: PLC0415
+
+            x = normalize_channels(x, self.normalization)
         return x
 
     def __repr__(self) -> str:
         return (f"Augment(channels={self.channels}, p_flip={self.p_flip}, degrees={self.degrees}, "
-                f"scale={self.scale}, minmax={self.minmax})")
+                f"scale={self.scale}, normalization={self.normalization})")
 
 
 class DualPhaseSet(NamedTuple):

@@ -10,9 +10,10 @@ silently dropped.
 
 Also here, each labelled as what it is: :func:`fold_averaged` (the mean of per-fold
 scores, a secondary figure with its absent-class convention stated in its output),
-:func:`per_group_scores` (pooled scores per corpus inside a composite), and for
-multi-label tasks (4DME) :func:`multilabel_scores` (macro-UF1 = mean over classes of each
-class's binary F1) with per-class thresholds from :func:`tune_thresholds`, which must be
+:func:`per_group_scores` (pooled scores per corpus inside a composite;
+:func:`per_group_multilabel_scores` for multi-label tasks), and for multi-label tasks
+(4DME emotions, action units) :func:`multilabel_scores` (macro-UF1 = mean over classes of
+each class's binary F1) with per-class thresholds from :func:`tune_thresholds`, which must be
 given training (inner-validation) data only, applied by :func:`apply_thresholds`.
 """
 
@@ -202,6 +203,22 @@ def multilabel_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[
         },
         "classes_without_positives": [c for i, c in enumerate(classes) if support[i] == 0],
     }
+
+
+def per_group_multilabel_scores(y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[str],
+                                classes: Sequence[str]) -> dict:
+    """:func:`multilabel_scores` of each group's samples (e.g. each dataset of a cross-dataset
+    run), ``{group: scores}`` in sorted group order; every class counts in every group.
+
+    Example:
+        >>> per_group_multilabel_scores([[1, 0], [0, 1]], [[1, 0], [1, 1]], ["a", "b"], ["AU1", "AU2"])["b"]["macro_uf1"]
+        0.5
+    """
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    groups = np.asarray([str(g) for g in groups], dtype=object)
+    if not (len(t) == len(p) == groups.size):
+        raise ValueError(f"y_true, y_pred and groups have {len(t)}, {len(p)} and {groups.size} entries")
+    return {g: multilabel_scores(t[groups == g], p[groups == g], classes) for g in sorted(set(groups.tolist()))}
 
 
 DEFAULT_THRESHOLD_GRID = tuple(round(0.01 * i, 2) for i in range(1, 100))  # 0.01, 0.02, ..., 0.99

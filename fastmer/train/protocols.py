@@ -17,6 +17,12 @@ Every protocol splits by *subject*: no subject ever has clips on both sides of a
 * ``"holdout"``: one fold; ``round(test_fraction * n_subjects)`` subjects (at least one,
   at most all but one), drawn with the seed, are the test set; the rest train. Only those
   clips are tested.
+* ``"cross-dataset"``: splits by *dataset* (hence by subject too). Without dataset lists,
+  leave-one-dataset-out: one fold per dataset (sorted order) testing all its clips and
+  training on every other dataset's clips, so every clip is tested once (a store of a
+  single dataset is refused). With ``train_datasets=[A, B]`` and ``test_datasets=[C]``:
+  one fold training on A and B and testing on C; clips of other datasets are not used.
+  :attr:`Fold.train_datasets` / :attr:`Fold.test_datasets` name each fold's datasets.
 
 Model selection (early stopping, threshold tuning) must use :func:`inner_split`, which
 splits a fold's *training* indices by subject and never sees the test subjects.
@@ -32,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROTOCOLS = ("loso", "loso-per-dataset", "kfold", "holdout")
+PROTOCOLS = ("loso", "loso-per-dataset", "kfold", "holdout", "cross-dataset")
 # Protocols whose folds test every clip exactly once (the others test a subset).
 EXHAUSTIVE_PROTOCOLS = ("loso", "loso-per-dataset", "kfold")
 
@@ -47,12 +53,16 @@ class Fold:
         train: sorted indices of the training clips.
         test: sorted indices of the test clips.
         dataset: for ``"loso-per-dataset"``, the dataset the fold is restricted to; else None.
+        train_datasets, test_datasets: for ``"cross-dataset"``, the datasets the fold trains
+            and tests on (sorted); else empty.
     """
 
     name: str
     train: np.ndarray
     test: np.ndarray
     dataset: str | None = None
+    train_datasets: tuple[str, ...] = ()
+    test_datasets: tuple[str, ...] = ()
 
 
 def _subject_array(subjects: Sequence[str]) -> np.ndarray:
@@ -89,10 +99,10 @@ def loso(subjects: Sequence[str]) -> list[Fold]:
     return folds
 
 
-def _datasets_of(subjects: np.ndarray, datasets: Sequence[str] | None) -> np.ndarray:
+def _datasets_of(subjects: np.ndarray, datasets: Sequence[str] | None, what: str = "loso-per-dataset") -> np.ndarray:
     if datasets is None:
         if not all("/" in s for s in subjects.tolist()):
-            raise ValueError("datasets: loso-per-dataset needs each clip's dataset (datasets=...), or subjects "
+            raise ValueError(f"datasets: {what} needs each clip's dataset (datasets=...), or subjects "
                              "namespaced as 'dataset/subject'")
         return np.asarray([s.split("/", 1)[0] for s in subjects.tolist()], dtype=object)
     datasets = np.asarray([str(d) for d in datasets], dtype=object)
@@ -133,6 +143,80 @@ def loso_per_dataset(subjects: Sequence[str], datasets: Sequence[str] | None = N
             train = np.flatnonzero(in_dataset & (subjects != subject))
             folds.append(Fold(subject, train, test, dataset=dataset))
     return folds
+
+
+def _dataset_list(value: Sequence[str] | str, name: str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [str(d).strip() for d in items if str(d).strip()]
+    if not items:
+        raise ValueError(f"{name}: no dataset given")
+    repeated = sorted({d for d in items if items.count(d) > 1})
+    if repeated:
+        raise ValueError(f"{name}: dataset(s) listed twice: {', '.join(repeated)}")
+    return sorted(items)
+
+
+def cross_dataset(
+    subjects: Sequence[str],
+    datasets: Sequence[str] | None = None,
+    *,
+    train_datasets: Sequence[str] | str | None = None,
+    test_datasets: Sequence[str] | str | None = None,
+) -> list[Fold]:
+    """Cross-dataset folds: leave-one-dataset-out, or train on some datasets and test on others.
+
+    Args:
+        subjects: each clip's subject.
+        datasets: each clip's dataset; if None, the prefix before the first ``/`` of the
+            (namespaced) subject.
+        train_datasets, test_datasets: both None: leave-one-dataset-out (one fold per
+            dataset, named after it, in sorted order). Both given (lists, or comma-separated
+            text): one fold named ``"A+B->C"``.
+
+    Raises:
+        ValueError: fewer than two datasets in the store (naming those it has), one list
+            without the other, an unknown dataset or one in both lists (listing the store's
+            datasets).
+
+    Example:
+        >>> [f.name for f in cross_dataset(["a/1", "a/2", "b/1"])]
+        ['a', 'b']
+    """
+    subjects = _subject_array(subjects)
+    _unique_subjects(subjects, what="cross-dataset")
+    datasets = _datasets_of(subjects, datasets, "cross-dataset")
+    present = sorted(set(datasets.tolist()))
+    if len(present) < 2:
+        raise ValueError(f"datasets: cross-dataset needs clips of at least two datasets; the store has "
+                         f"{len(present)}: {', '.join(present) or 'none'}")
+    if (train_datasets is None) != (test_datasets is None):
+        raise ValueError("train_datasets and test_datasets: give both (train on the first, test on the second), "
+                         "or neither (leave-one-dataset-out)")
+    if train_datasets is None:
+        return [Fold(d, np.flatnonzero(datasets != d), np.flatnonzero(datasets == d),
+                     train_datasets=tuple(x for x in present if x != d), test_datasets=(d,)) for d in present]
+    train_list = _dataset_list(train_datasets, "train_datasets")
+    test_list = _dataset_list(test_datasets, "test_datasets")  # type: ignore[arg-type]
+    for name, items in (("train_datasets", train_list), ("test_datasets", test_list)):
+        unknown = [d for d in items if d not in present]
+        if unknown:
+            raise ValueError(f"{name}: unknown dataset(s) {', '.join(map(repr, unknown))}; the store's datasets: "
+                             f"{', '.join(present)}")
+    overlap = sorted(set(train_list) & set(test_list))
+    if overlap:
+        raise ValueError(f"train_datasets and test_datasets overlap: {', '.join(overlap)} in both (the store's "
+                         f"datasets: {', '.join(present)})")
+    train = np.flatnonzero(np.isin(datasets, train_list))
+    test = np.flatnonzero(np.isin(datasets, test_list))
+    return [Fold(f"{'+'.join(train_list)}->{'+'.join(test_list)}", train, test,
+                 train_datasets=tuple(train_list), test_datasets=tuple(test_list))]
+
+
+def is_exhaustive(protocol: str, *, train_datasets: Sequence[str] | str | None = None) -> bool:
+    """Whether ``protocol``'s folds test every clip exactly once (for :func:`check_folds`)."""
+    if protocol == "cross-dataset":
+        return train_datasets is None
+    return protocol in EXHAUSTIVE_PROTOCOLS
 
 
 def kfold(subjects: Sequence[str], k: int = 5, seed: int = 0) -> list[Fold]:
@@ -176,22 +260,32 @@ def make_folds(
     k: int = 5,
     test_fraction: float = 0.2,
     seed: int = 0,
+    train_datasets: Sequence[str] | str | None = None,
+    test_datasets: Sequence[str] | str | None = None,
 ) -> list[Fold]:
     """The folds of ``protocol`` over clips with these ``subjects``.
 
     Args:
         protocol: one of :data:`PROTOCOLS`.
         subjects: each clip's subject (namespaced per dataset in multi-dataset stores).
-        datasets: each clip's dataset, for ``"loso-per-dataset"`` (default: the subject's
-            namespace prefix).
+        datasets: each clip's dataset, for ``"loso-per-dataset"`` and ``"cross-dataset"``
+            (default: the subject's namespace prefix).
         k: number of folds for ``"kfold"``.
         test_fraction: fraction of subjects held out by ``"holdout"``, in (0, 1).
         seed: fixes ``"kfold"``'s tie-breaks and ``"holdout"``'s draw; record it with the run.
+        train_datasets, test_datasets: ``"cross-dataset"`` only: train on these, test on
+            those (default: leave-one-dataset-out).
 
     Raises:
         ValueError: naming the bad argument (unknown protocol, fewer than two subjects,
             k < 2 or k > number of subjects, test_fraction outside (0, 1)...).
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    if protocol != "cross-dataset" and (train_datasets is not None or test_datasets is not None):
+        raise ValueError(f"train_datasets/test_datasets apply to protocol cross-dataset only, not {protocol!r}")
+    if protocol == "cross-dataset":
+        return cross_dataset(subjects, datasets, train_datasets=train_datasets, test_datasets=test_datasets)
     if protocol == "loso":
         _unique_subjects(_subject_array(subjects), what="leave-one-subject-out")
         return loso(subjects)
@@ -199,9 +293,7 @@ def make_folds(
         return loso_per_dataset(subjects, datasets)
     if protocol == "kfold":
         return kfold(subjects, k=k, seed=seed)
-    if protocol == "holdout":
-        return holdout(subjects, test_fraction=test_fraction, seed=seed)
-    raise ValueError(f"protocol: unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return holdout(subjects, test_fraction=test_fraction, seed=seed)  # the last of PROTOCOLS
 
 
 def inner_split(
@@ -243,7 +335,8 @@ def folds_manifest(folds: Sequence[Fold], uids: Sequence[str]) -> list[dict]:
     """The exact clip ids of each fold, JSON-serialisable, to write with every run.
 
     Each entry: ``name`` (also as ``fold``, the key of earlier ``folds.json`` files),
-    ``dataset`` (None unless ``loso-per-dataset``), ``n_train``, ``n_test``, ``train`` and
+    ``dataset`` (None unless ``loso-per-dataset``), ``train_datasets`` and ``test_datasets``
+    (``"cross-dataset"`` only), ``n_train``, ``n_test``, ``train`` and
     ``test`` (uids, in index order).
     """
     uids = [str(u) for u in uids]
@@ -253,6 +346,8 @@ def folds_manifest(folds: Sequence[Fold], uids: Sequence[str]) -> list[dict]:
             "name": fold.name,
             "fold": fold.name,
             "dataset": fold.dataset,
+            **({"train_datasets": list(fold.train_datasets), "test_datasets": list(fold.test_datasets)}
+               if fold.train_datasets or fold.test_datasets else {}),
             "n_train": int(len(fold.train)),
             "n_test": int(len(fold.test)),
             "train": [uids[i] for i in np.asarray(fold.train, dtype=np.int64).tolist()],

@@ -3,9 +3,16 @@
 Writes into the run directory:
 
 * ``report.json``: pooled MEGC scores (UF1, UAR, accuracy; multi-label: macro-UF1 with
-  per-class thresholds), per-class scores, the confusion matrix, a per-fold table, the
-  label protocol, excluded clips, the recipe, augmentation, seeds, execution and timings.
-* ``folds.json``: the exact clip uids of every fold's training and test sets.
+  per-class thresholds), per-dataset scores (composite stores, cross-dataset runs),
+  per-class scores, the confusion matrix, a per-fold table, the label protocol (or the
+  AU task's action units), excluded clips, the recipe, augmentation, seeds, execution and timings.
+* ``folds.json``: the exact clip uids of every fold's training and test sets (and, for
+  ``cross-dataset``, the datasets each fold trains and tests on).
+
+Tasks: ``"emotion"`` (the label protocol's classes) or ``"au"``: multi-label action-unit
+detection from the clips' annotated FACS codes (:func:`fastmer.datasets.labels.split_action_units`
+is the one parsing rule), one sigmoid per chosen AU with per-AU thresholds tuned on an
+inner split of each fold's training subjects, exactly as the 4DME multi-label path.
 * ``predictions.parquet``: one row per tested clip with its fold, true and predicted
   class(es) and scores, as predicted by the model that did not see its subject.
 * ``folds/fold-NNN.safetensors`` + ``.json``: each fold's model (the JSON names its fold).
@@ -36,8 +43,8 @@ import numpy as np
 import torch
 
 from fastmer import __version__
-from fastmer.datasets.labels import LabelProtocol, get_protocol
-from fastmer.models import MODELS, ModelEntry, TrainRecipe, get_entry
+from fastmer.datasets.labels import AU_RULE, LabelProtocol, au_name, get_protocol, split_action_units
+from fastmer.models import MODELS, NORMALIZATIONS, ModelEntry, TrainRecipe, get_entry
 from fastmer.models.model import MERModel
 from fastmer.outputs import check_output_dir, is_run
 from fastmer.store import FeatureStore
@@ -48,17 +55,21 @@ from fastmer.train.metrics import (
     confusion_matrix,
     fold_averaged,
     multilabel_scores,
+    per_group_multilabel_scores,
     per_group_scores,
     scores,
     tune_thresholds,
 )
 from fastmer.train.plots import write_run_figures
-from fastmer.train.protocols import EXHAUSTIVE_PROTOCOLS, Fold, check_folds, folds_manifest, inner_split, make_folds
+from fastmer.train.protocols import Fold, check_folds, folds_manifest, inner_split, is_exhaustive, make_folds
 from fastmer.train.trainer import History, fit, predict, torch_threads
 
 FINAL_MODEL_SEED_OFFSET = 999
 FOLDS_DIR = "folds"  # each fold's weights: folds/fold-000.safetensors + .json
 DEVICES = ("auto", "cpu", "cuda")
+TASKS = ("emotion", "au")
+"""``emotion``: the classes of a label protocol (``labels``); ``au``: multi-label action-unit detection."""
+DEFAULT_MIN_AU_CLIPS = 10
 AUGMENTATIONS = ("flip", "affine", "dual-phase-di")
 """``flip``: mirror with u negated (p = 0.5); ``affine``: rotation ±5° and scale ±5% (flow
 vectors turned and scaled with the image); ``dual-phase-di``: each training clip also
@@ -106,8 +117,9 @@ class _Shared:
     threads: int | None
     amp: bool
     channels: tuple[str, ...] = ()  # network input channels (what the augmentation transforms)
-    minmax: bool = True  # the input spec's min-max normalisation (re-applied after augmenting)
+    normalization: tuple[str, ...] = ()  # each input channel's normalisation (re-applied after augmenting)
     initial: dict[str, torch.Tensor] | None = None  # --weights: tensors every fold starts from
+    final_train: np.ndarray | None = None  # the final model's clips (None: every clip of the store)
 
 
 def _new_model(shared: _Shared, device: torch.device) -> MERModel:
@@ -141,6 +153,85 @@ def _targets(store: FeatureStore, protocol: LabelProtocol) -> tuple[list[int], l
     return keep, targets, excluded
 
 
+def _parse_aus(aus: Sequence[int | str] | str) -> list[int]:
+    """``--aus`` values (``"1,2,AU4"`` or a sequence) -> AU numbers, in the given order."""
+    items = aus.split(",") if isinstance(aus, str) else list(aus)
+    numbers = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        parsed, ignored = split_action_units(text)
+        if ignored or len(parsed) != 1:
+            raise ValueError(f"aus: {text!r} is not an action unit (e.g. 4 or AU4)")
+        numbers.append(parsed[0])
+    if not numbers:
+        raise ValueError("aus: no action unit given")
+    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    if repeated:
+        raise ValueError(f"aus: listed twice: {', '.join(au_name(n) for n in repeated)}")
+    return numbers
+
+
+def _au_targets(store: FeatureStore, aus: Sequence[int | str] | str | None,
+                min_clips: int) -> tuple[LabelProtocol, tuple[list[int], list[Any], list[dict[str, Any]]], dict]:
+    """The AU task: its classes, each kept row's 0/1 row over them, and what was chosen how.
+
+    Clips without an annotated AU (empty cell) are excluded and listed; a clip whose AUs are
+    all outside the chosen ones is kept as a negative for every chosen AU. Counts are of
+    clips (a clip's views count once) over the whole store, before any fold: like a label
+    protocol's classes, the AU list is fixed for every fold.
+    """
+    from fastmer.models.inputs import clip_of  # noqa: PLC0415
+
+    if isinstance(min_clips, bool) or not isinstance(min_clips, int) or min_clips < 1:
+        raise ValueError(f"min_au_clips must be an integer >= 1, got {min_clips!r}")
+    uids, cells = store.column("uid"), store.column("action_units")
+    parsed, ignored = [], {}
+    for cell in cells:
+        numbers, unknown = split_action_units(cell)
+        parsed.append(numbers)
+        for part in unknown:
+            ignored[part] = ignored.get(part, 0) + 1
+    annotated = [i for i, numbers in enumerate(parsed) if numbers]
+    if not annotated:
+        raise ValueError(f"no clip of {store.path} has an annotated action unit (column action_units); the AU task "
+                         "needs them")
+    clips_of: dict[int, set[str]] = {}
+    for i in annotated:
+        for number in parsed[i]:
+            clips_of.setdefault(number, set()).add(clip_of(uids[i]))
+    positives = {au_name(n): len(clips_of[n]) for n in sorted(clips_of)}
+    if aus is not None:
+        chosen = _parse_aus(aus)
+        missing = [au_name(n) for n in chosen if n not in clips_of]
+        if missing:
+            raise ValueError(f"aus: {', '.join(missing)} has no positive clip in {store.path}; annotated AUs (clips): "
+                             + ", ".join(f"{k} ({v})" for k, v in positives.items()))
+        selection = "given (--aus)"
+    else:
+        chosen = [n for n in sorted(clips_of) if len(clips_of[n]) >= min_clips]
+        if not chosen:
+            raise ValueError(f"min_au_clips: no action unit of {store.path} has {min_clips} positive clips or more; "
+                             "annotated AUs (clips): " + ", ".join(f"{k} ({v})" for k, v in positives.items()))
+        selection = f"every AU with at least {min_clips} positive clips in the store"
+    classes = tuple(au_name(n) for n in chosen)
+    keep, targets, excluded = [], [], []
+    for i, numbers in enumerate(parsed):
+        if not numbers:
+            excluded.append({"uid": uids[i], "action_units": cells[i],
+                             "reason": "no action unit annotated"})
+            continue
+        keep.append(i)
+        targets.append([float(n in numbers) for n in chosen])
+    protocol = LabelProtocol("au", classes, {}, f"action-unit detection: {', '.join(classes)}", multilabel=True)
+    info = {"aus": list(classes), "selection": selection, "min_au_clips": None if aus is not None else min_clips,
+            "positive_clips": {c: positives[c] for c in classes}, "annotated_aus": positives,
+            "n_annotated_clips": len({clip_of(uids[i]) for i in annotated}), "rule": AU_RULE,
+            "ignored_parts": dict(sorted(ignored.items()))}
+    return protocol, (keep, targets, excluded), info
+
+
 def _stack_views(keep: list[int], targets: list[Any], excluded: list[dict[str, Any]], uids: list[str],
                  views: list[str]) -> tuple[list[list[int]], list[Any]]:
     """Rows of each clip's views (in :data:`VIEW_ORDER`) for the kept clips that have all of them."""
@@ -155,11 +246,15 @@ def _stack_views(keep: list[int], targets: list[Any], excluded: list[dict[str, A
 
 
 def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protocol: LabelProtocol,
-             augment: Sequence[str], view_layout: str | None) -> _Data:
-    """Map labels (listing the clips the protocol excludes) and prepare network inputs once."""
+             augment: Sequence[str], view_layout: str | None,
+             targets: tuple[list[int], list[Any], list[dict[str, Any]]] | None = None) -> _Data:
+    """Map labels (listing the clips the protocol excludes) and prepare network inputs once.
+
+    ``targets``: the kept rows, their targets and the excluded clips when already computed
+    (the AU task, :func:`_au_targets`); default: ``protocol``'s mapping of the stored labels."""
     from fastmer.models.inputs import InputAdapter, clip_of, gather_stored  # noqa: PLC0415
 
-    keep, targets, excluded = _targets(store, protocol)
+    keep, targets, excluded = targets if targets is not None else _targets(store, protocol)
     uids, subjects, datasets = store.column("uid"), store.column("subject"), store.column("dataset")
     adapter = template.adapter  # no parameters: apply it once to every clip
     raw_adapter = None
@@ -281,7 +376,8 @@ def _training_set(shared: _Shared, train: np.ndarray, seed: int) -> tuple[torch.
     data = shared.data
     spatial = [a for a in shared.augment if a in AUGMENT_SETTINGS]
     base = data.raw if spatial else data.x
-    augment = Augment(shared.channels, minmax=shared.minmax, seed=seed, **_augment_settings(spatial)) if spatial else None
+    augment = (Augment(shared.channels, normalization=shared.normalization, seed=seed, **_augment_settings(spatial))
+               if spatial else None)
     if data.phases is None:
         index = torch.as_tensor(train, device=base.device)
         return base[index], data.y[index], augment
@@ -332,7 +428,8 @@ def _train_one(shared: _Shared, train: np.ndarray, seed: int) -> tuple[MERModel,
 def _task_seed(shared: _Shared, i: int, fold: Fold | None) -> tuple[int, np.ndarray]:
     """Seed and training clips of fold ``i`` (``fold=None``: the final model, every clip)."""
     if fold is None:
-        return shared.seed * 1000 + FINAL_MODEL_SEED_OFFSET, np.arange(len(shared.data.y))
+        clips = shared.final_train if shared.final_train is not None else np.arange(len(shared.data.y))
+        return shared.seed * 1000 + FINAL_MODEL_SEED_OFFSET, clips
     return shared.seed * 1000 + i, fold.train
 
 
@@ -399,7 +496,7 @@ def _task_group(shared: _Shared, tasks: Sequence[tuple[int, Fold | None]]) -> li
         trains.append(torch.as_tensor(train, device=device))
         vals.append(val)
     spatial = [a for a in shared.augment if a in AUGMENT_SETTINGS]
-    augment = (Augment(shared.channels, minmax=shared.minmax, seed=seeds[0], **_augment_settings(spatial))
+    augment = (Augment(shared.channels, normalization=shared.normalization, seed=seeds[0], **_augment_settings(spatial))
                if spatial else None)
     with torch_threads(shared.threads):
         histories = fit_folds([m.net for m in models], data.raw if spatial else data.x, data.y, trains, recipe, seeds,
@@ -475,13 +572,15 @@ def _run_tasks(shared: _Shared, folds: list[Fold], jobs: int, on_done: Callable[
 
 
 def _template(store: FeatureStore, entry: ModelEntry, classes: tuple[str, ...], view_layout: str,
-              input_size: int | None, options: dict[str, Any]) -> tuple[MERModel, str | None]:
+              input_size: int | None, options: dict[str, Any], normalization: str | None = None
+              ) -> tuple[MERModel, str | None]:
     """The run's model (untrained) for this store's input, and the view layout (None: one view)."""
     from fastmer.models.inputs import store_layout  # noqa: PLC0415
 
     channels, shape, views, layout = store_layout(store, entry.input, view_layout)
     try:
-        template = MERModel.create(entry.name, classes, channels, shape, views=views, input_size=input_size, **options)
+        template = MERModel.create(entry.name, classes, channels, shape, views=views, input_size=input_size,
+                                   normalization=normalization, **options)
     except ValueError as exc:
         hint = " (views are stacked as channels: try --view-layout separate)" if views else ""
         raise ValueError(f"{entry.name} cannot take this store's input: {exc}{hint}") from exc
@@ -505,6 +604,11 @@ def train(
     model: str = "ststnet",
     protocol: str = "loso",
     labels: str = "megc2019-3class",
+    task: str = "emotion",
+    aus: Sequence[int | str] | str | None = None,
+    min_au_clips: int = DEFAULT_MIN_AU_CLIPS,
+    train_datasets: Sequence[str] | str | None = None,
+    test_datasets: Sequence[str] | str | None = None,
     recipe: TrainRecipe | None = None,
     model_options: dict[str, Any] | None = None,
     augment: Sequence[str] = (),
@@ -518,6 +622,7 @@ def train(
     threads: int | None = 1,
     view_layout: str = "stack",
     input_size: int | None = None,
+    normalization: str | None = None,
     weights: str | Path | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -528,11 +633,21 @@ def train(
         store_path: feature store written by ``fastmer extract``.
         out: run directory (created; must be empty unless ``overwrite``).
         model: name in :data:`fastmer.models.MODELS`.
-        protocol: one of :data:`fastmer.train.protocols.PROTOCOLS` (all split by subject).
-        labels: label protocol name (:data:`fastmer.datasets.labels.LABEL_PROTOCOLS`); a
-            multi-label one (``4dme-multilabel``) trains one sigmoid output per class, and
-            each fold's per-class thresholds are tuned on an inner split of its training
-            subjects (``recipe.val_fraction``), never on its test subject.
+        protocol: one of :data:`fastmer.train.protocols.PROTOCOLS` (all split by subject;
+            ``cross-dataset`` by dataset: leave-one-dataset-out, or ``train_datasets`` ->
+            ``test_datasets``).
+        labels: label protocol name (:data:`fastmer.datasets.labels.LABEL_PROTOCOLS`) of the
+            ``emotion`` task; a multi-label one (``4dme-multilabel``) trains one sigmoid output
+            per class, and each fold's per-class thresholds are tuned on an inner split of its
+            training subjects (``recipe.val_fraction``), never on its test subject.
+        task: one of :data:`TASKS`; ``"au"`` detects action units (multi-label, classes
+            ``AU<n>``, thresholds as above) from the stored ``action_units`` cells, and
+            ignores ``labels``.
+        aus: the AU task's action units (``[1, 2, 4]``, ``"1,2,AU4"``); None: every AU with
+            at least ``min_au_clips`` positive clips in the store. Recorded in the report.
+        min_au_clips: see ``aus``.
+        train_datasets, test_datasets: ``protocol="cross-dataset"`` only: train on the first
+            datasets, test on the second (names as in the store's ``dataset`` column).
         recipe: training hyper-parameters (default: the model's recipe; solver-fitted models
             such as ``lbptop-svm`` have none).
         model_options: constructor options of the model (default: the registry's), recorded.
@@ -554,6 +669,8 @@ def train(
         view_layout: for stores of split views (4DME), one of :data:`VIEW_LAYOUTS`; a clip
             lacking a view is excluded (listed) under ``stack``. Ignored for single-view stores.
         input_size: network input side, overriding the registry's (area resampling).
+        normalization: the input's normalisation, overriding the registry's
+            (:data:`fastmer.models.NORMALIZATIONS`; recorded in model.json).
         weights: safetensors file every fold and the final model start from
             (:meth:`MERModel.match_initial_weights`); recorded with its sha256.
         overwrite: replace a run in ``out`` (a non-empty folder that is not a fastmer run is refused).
@@ -575,7 +692,19 @@ def train(
     if entry.fitter == "solver" and recipe is not None:
         raise ValueError(f"{model} is fitted by a solver, not by gradient descent: it takes no training recipe")
     recipe = recipe or entry.recipe
-    label_protocol = get_protocol(labels)
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task != "au" and (aus is not None or min_au_clips != DEFAULT_MIN_AU_CLIPS):
+        raise ValueError("aus/min_au_clips apply to task 'au' only")
+    if protocol != "cross-dataset" and (train_datasets is not None or test_datasets is not None):
+        raise ValueError(f"train_datasets/test_datasets apply to protocol cross-dataset only, not {protocol!r}")
+    store = open_store(store_path)
+    au_info, targets = None, None
+    if task == "au":
+        label_protocol, targets, au_info = _au_targets(store, aus, min_au_clips)
+        labels = "au"
+    else:
+        label_protocol = get_protocol(labels)
     multilabel = label_protocol.multilabel
     if multilabel and entry.fitter == "solver":
         raise ValueError(f"{model} is single-label; label protocol {labels} is multi-label")
@@ -587,8 +716,10 @@ def train(
         raise ValueError(f"view_layout must be one of {', '.join(VIEW_LAYOUTS)}, got {view_layout!r}")
     if input_size is not None and input_size < 1:
         raise ValueError(f"input_size must be a positive integer, got {input_size}")
-    store = open_store(store_path)
-    template, layout = _template(store, entry, label_protocol.classes, view_layout, input_size, model_options or {})
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+    template, layout = _template(store, entry, label_protocol.classes, view_layout, input_size, model_options or {},
+                                 normalization)
     from fastmer.models.inputs import network_channels  # noqa: PLC0415
 
     channels = network_channels(template.adapter.spec, template.adapter.views)
@@ -599,9 +730,10 @@ def train(
             raise ValueError(f"{model} is solved exactly; it takes no starting weights")
         initial, initial_info = template.match_initial_weights(weights)
     start = time.perf_counter()
-    data = _prepare(store, template, entry, label_protocol, augment, layout)
-    folds = make_folds(protocol, data.subjects, datasets=data.datasets, k=k, test_fraction=test_fraction, seed=seed)
-    check_folds(folds, data.subjects, every_clip_once=protocol in EXHAUSTIVE_PROTOCOLS)
+    data = _prepare(store, template, entry, label_protocol, augment, layout, targets)
+    folds = make_folds(protocol, data.subjects, datasets=data.datasets, k=k, test_fraction=test_fraction, seed=seed,
+                       train_datasets=train_datasets, test_datasets=test_datasets)
+    check_folds(folds, data.subjects, every_clip_once=is_exhaustive(protocol, train_datasets=train_datasets))
     classes = label_protocol.classes
     _check_classes(data, folds, classes, multilabel, store_path, labels)  # before anything is trained or written
     out.mkdir(parents=True, exist_ok=True)
@@ -631,8 +763,10 @@ def train(
                                  # what scoring raw video must reproduce (fastmer infer VIDEO)
                                  "params": store.meta.get("params")}}
     (out / FOLDS_DIR).mkdir(exist_ok=True)
+    # Train on A, test on C: the final model is a model of A (trained on C, it would score C with a model that saw it).
+    final_train = folds[0].train if protocol == "cross-dataset" and train_datasets is not None else None
     shared = _Shared(data, template.config, entry.fitter, recipe, multilabel, augment, seed, out, provenance,
-                     threads, amp, channels, template.adapter.spec.normalization == "minmax", initial)
+                     threads, amp, channels, template.adapter.modes, initial, final_train)
     results: dict[int, dict[str, Any]] = {}
     done = 0
 
@@ -688,6 +822,8 @@ def train(
                **result["history"]}
         if multilabel:
             row["thresholds"] = result["thresholds"]["thresholds"]
+        if fold.test_datasets:
+            row.update(train_datasets=list(fold.train_datasets), test_datasets=list(fold.test_datasets))
         fold_rows.append(row)
     y_pred = predicted
     tested_datasets = [data.datasets[j] for j in first]
@@ -700,6 +836,15 @@ def train(
                       definitions="multi-label: uf1 = macro-UF1 (mean over classes of each class's F1 over all tested "
                                   "clips), uar = mean per-class recall, accuracy = exact label-set match; each fold's "
                                   "per-class thresholds were tuned on an inner split of its training subjects")
+        if task == "au":
+            pooled["macro_f1"] = pooled["macro_uf1"]
+            pooled["definitions"] = pooled["definitions"].replace("multi-label:", "AU detection: macro_f1 = uf1,")
+        if len(set(tested_datasets)) > 1 or protocol == "cross-dataset":
+            metrics["per_dataset"] = {
+                g: {**sc, "uf1": sc["macro_uf1"], "macro_f1": sc["macro_uf1"], "accuracy": sc["exact_match"],
+                    "uar": float(np.mean([c["recall"] for c in sc["per_class"].values()]))}
+                for g, sc in per_group_multilabel_scores(y_true.long().numpy(), y_pred.numpy(), tested_datasets,
+                                                         classes).items()}
         cm = (y_true.long().t() @ y_pred).numpy()  # true class x predicted class co-occurrences
         figure_title = f"{model}, {protocol}: macro-UF1 {pooled['uf1']:.3f} (rows: true labels, columns: predicted)"
     else:
@@ -708,7 +853,8 @@ def train(
         figure_title = f"{model}, {protocol}: pooled UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}"
         if len(folds) > 1:  # labelled apart: MEGC's scores are the pooled ones
             metrics["fold_averaged"] = fold_averaged(fold_cms, classes, [f.name for f in folds])
-        if len(set(tested_datasets)) > 1:  # a composite: each corpus's share of the pooled predictions
+        # A composite or a cross-dataset run: each corpus's share of the pooled predictions.
+        if len(set(tested_datasets)) > 1 or protocol == "cross-dataset":
             metrics["per_dataset"] = per_group_scores(y_true.tolist(), y_pred.tolist(), tested_datasets, classes)
     metrics = {"pooled": pooled, **metrics}
 
@@ -742,6 +888,9 @@ def train(
     if multilabel:
         selection += (f"; per-class thresholds tuned on an inner split of each fold's training subjects "
                       f"({recipe.val_fraction:.0%} of them, by subject)")
+    if protocol == "cross-dataset" and (multilabel or (recipe is not None and recipe.patience is not None)):
+        selection += ("; the inner split draws only from the subjects of each fold's training datasets: nothing is "
+                      "chosen on a test dataset")
     report = {
         "fastmer_version": __version__,
         "torch_version": torch.__version__,
@@ -756,7 +905,9 @@ def train(
         "fitter": entry.fitter,
         "protocol": protocol,
         "protocol_options": {"k": k} if protocol == "kfold" else
-                            {"test_fraction": test_fraction} if protocol == "holdout" else {},
+                            {"test_fraction": test_fraction} if protocol == "holdout" else
+                            _cross_dataset_options(folds, train_datasets) if protocol == "cross-dataset" else {},
+        "task": task,
         "labels": labels,
         "multilabel": multilabel,
         "classes": list(classes),
@@ -766,13 +917,16 @@ def train(
         "n_folds": len(folds),
         "n_tested": len(units),
         "excluded_clips": data.excluded,
+        **({"action_units": au_info} if au_info is not None else {}),
         "recipe": asdict(recipe) if recipe is not None else None,
         "augment": list(augment),
         "seed": seed,
         "execution": {"device": str(torch_device), "jobs": jobs, "fold_batch": fold_batch, "threads": threads,
                       "amp": amp},
         "model_selection": selection,
-        "final_model": {**final["history"], **({"thresholds": final["thresholds"]["thresholds"]} if multilabel else {})},
+        "final_model": {**final["history"], **({"thresholds": final["thresholds"]["thresholds"]} if multilabel else {}),
+                        "trained_on": ({"datasets": list(folds[0].train_datasets), "clips": len(final_train)}
+                                       if final_train is not None else {"datasets": "all", "clips": len(y)})},
         "metrics": metrics,
         "folds": fold_rows,
         "seconds": {"total": time.perf_counter() - start, "training": seconds,
@@ -780,6 +934,14 @@ def train(
     }
     _write_json(out / "report.json", report)
     return report
+
+
+def _cross_dataset_options(folds: Sequence[Fold], train_datasets: Sequence[str] | str | None) -> dict[str, Any]:
+    """What a cross-dataset run did: leave-one-dataset-out, or train on some datasets and test on others."""
+    if train_datasets is None:
+        return {"mode": "leave-one-dataset-out", "datasets": sorted({d for f in folds for d in f.test_datasets})}
+    (fold,) = folds
+    return {"mode": "train-test", "train_datasets": list(fold.train_datasets), "test_datasets": list(fold.test_datasets)}
 
 
 def train_seeds(store_path: str | Path, out: str | Path, seeds: Sequence[int], *, overwrite: bool = False,

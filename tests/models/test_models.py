@@ -28,7 +28,7 @@ def test_area_resampling_equals_opencv_inter_area(size):
 
 
 def test_adapter_selects_channels_and_normalises():
-    spec = InputSpec("flow_onset_apex", ("u", "v", "strain"), size=28)
+    spec = InputSpec("flow_onset_apex", ("u", "v", "strain"), size=28, normalization="minmax")
     adapter = InputAdapter(spec, ("u", "v", "magnitude", "strain"), (128, 128))
     x = torch.randn(2, 4, 128, 128)
     out = adapter(x)
