@@ -32,7 +32,7 @@ def store(tmp_path_factory):
     clips = [{"uid": f"syn/s{s}/c{c}", "subject": f"syn/s{s}", "dataset": "syn", "labels": [words[(c + s) % 3]]}
              for s in range(6) for c in range(12)]
     representations = ("flow_onset_apex", "flow_phases", "cof", "mm_cof", "dynamic_image", "dynamic_image_phases",
-                       "trdi", "midi", "mesti", "lbptop")
+                       "trdi", "midi", "mesti", "lbptop", "apex_frame")
     return synthetic_feature_store(tmp_path_factory.mktemp("models") / "store", clips, size=32,
                                    representations=representations, signal=1.0, subject_effect=0.5, noise=1.0)
 
@@ -54,6 +54,29 @@ def test_model_learns_under_loso(benchmark, store, tmp_path, name):
     print(f"\n| {name} | {report['parameters']:,} | {pooled['uf1']:.3f} | {pooled['uar']:.3f} | "
           f"{report['seconds']['total']:.1f} |")
     assert pooled["uf1"] > 1 / 3 + CHANCE_MARGIN, f"{name}: pooled UF1 {pooled['uf1']:.3f} is close to chance"
+
+
+# P7's input comparison (apex frame vs optical flow vs dynamic image vs MESTI) on the image
+# classifiers, through `fastmer train --input` (MEGANet takes the same inputs; ~4.5 min a run here).
+INPUT_COMPARISON = ("apex_frame", "flow_onset_apex:u,v,magnitude", "dynamic_image", "mesti")
+
+
+@pytest.mark.parametrize("name", ("mmcof", "cof", "learnet"))
+@pytest.mark.parametrize("inputs", INPUT_COMPARISON)
+def test_model_learns_on_every_input(benchmark, store, tmp_path, name, inputs):
+    benchmark.group = "models x inputs (P7's comparison), LOSO on a synthetic corpus"
+    reports = []
+
+    def run():
+        reports.append(train(store, tmp_path / f"run{len(reports)}", model=name, inputs=(inputs,), jobs=usable_cores()))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    report = reports[-1]
+    pooled = report["metrics"]["pooled"]
+    benchmark.extra_info.update(model=name, input=inputs, uf1=pooled["uf1"], uar=pooled["uar"],
+                                seconds=report["seconds"]["total"])
+    print(f"\n| {name} | `{inputs}` | {pooled['uf1']:.3f} | {pooled['uar']:.3f} | {report['seconds']['total']:.1f} |")
+    assert pooled["uf1"] > 1 / 3 + CHANCE_MARGIN, f"{name} on {inputs}: pooled UF1 {pooled['uf1']:.3f} is close to chance"
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,19 @@ EXECUTORS = ("local", "ray")
 FLOW_CHANNELS = ("u", "v", "magnitude", "strain")
 # Stored representations (fastmer.motion.representations, which must list the same names):
 # onset->apex flow + magnitude + strain; both phases' u, v, magnitude, strain; COF; MM-COF;
-# dynamic images of the clip, of each phase, temporal-ranked and motion-intensity ordered; MESTI.
+# dynamic images of the clip, of each phase, temporal-ranked and motion-intensity ordered; MESTI;
+# LBP-TOP histograms; the apex and onset face crops themselves (P7's apex-frame baseline).
 REPRESENTATION_NAMES = ("flow_onset_apex", "flow_phases", "cof", "mm_cof", "dynamic_image", "dynamic_image_phases",
-                        "trdi", "midi", "mesti", "lbptop")
-# Extracted unless --representations says otherwise: every map. LBP-TOP is asked for by name:
-# it needs 2 R_T + 1 = 9 frames onset..offset, and a shorter clip (SMIC at 25 fps) would fail.
-DEFAULT_REPRESENTATIONS = tuple(name for name in REPRESENTATION_NAMES if name != "lbptop")
+                        "trdi", "midi", "mesti", "lbptop", "apex_frame", "onset_frame")
+# Asked for by name only: LBP-TOP needs 2 R_T + 1 = 9 frames onset..offset (a shorter clip,
+# SMIC at 25 fps, would fail); the frames are baselines. Keeping them out of the default
+# also keeps the default's parameters (and so existing stores' hashes) as they were.
+ON_REQUEST_REPRESENTATIONS = ("lbptop", "apex_frame", "onset_frame")
+# Extracted unless --representations says otherwise: every motion map.
+DEFAULT_REPRESENTATIONS = tuple(name for name in REPRESENTATION_NAMES if name not in ON_REQUEST_REPRESENTATIONS)
 # What `fastmer extract --color` computes from RGB crops (3 channels per grey channel); the
 # flows, COF, LBP-TOP and the apex always come from the grey crops.
-COLOR_REPRESENTATIONS = ("dynamic_image", "dynamic_image_phases", "trdi", "midi", "mesti")
+COLOR_REPRESENTATIONS = ("dynamic_image", "dynamic_image_phases", "trdi", "midi", "mesti", "apex_frame", "onset_frame")
 # The representations computed from optical flow (the others need none).
 FLOW_REPRESENTATIONS = frozenset({"flow_onset_apex", "flow_phases", "cof", "mm_cof"})
 # Frame decoders (fastmer.decode): auto picks DALI when installed and able, else PyAV for
@@ -72,8 +76,9 @@ class ExtractConfig:
         apex: apex policy, one of :data:`APEX_MODES`.
         apex_estimator: spotting curve, one of :data:`APEX_ESTIMATORS`.
         representations: what to compute and store, a subset of :data:`REPRESENTATION_NAMES`
-            (default: :data:`DEFAULT_REPRESENTATIONS`, all but ``lbptop``, whose clips
-            need at least 9 frames onset..offset: shorter ones become error rows).
+            (default: :data:`DEFAULT_REPRESENTATIONS`, all but :data:`ON_REQUEST_REPRESENTATIONS`:
+            ``lbptop``, whose clips need at least 9 frames onset..offset (shorter ones become
+            error rows), and the ``apex_frame``/``onset_frame`` crops).
         device: where fastmer's TV-L1 runs: ``"auto"`` (CUDA when available), ``"cpu"`` or
             ``"cuda"``.
         workers: clips decoded (and, for OpenCV backends, flows computed) in parallel

@@ -60,6 +60,7 @@ from fastmer.motion.representations import (
     cof,
     dynamic_images,
     flow_features,
+    frame_crops,
     lbptop_features,
     lbptop_min_frames,
     mesti,
@@ -379,6 +380,10 @@ def compute_representations(
                                  coefficients=knobs["mesti"]["coefficients"])
         if "lbptop" in wanted:
             out["lbptop"] = lbptop_features(list(clips))
+        if "apex_frame" in wanted:
+            out["apex_frame"] = frame_crops(frames, apex_index)
+        if "onset_frame" in wanted:
+            out["onset_frame"] = frame_crops(frames, [0] * len(frames))
     return {name: out[name].contiguous() for name in names}
 
 

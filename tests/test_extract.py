@@ -223,7 +223,7 @@ def test_every_representation_is_stored_and_wired_to_the_right_frames(tiny_corpu
     assert tuple(REPRESENTATIONS) == REPRESENTATION_NAMES  # one list of names, checked
     store = fstore.open(tiny_store)
     assert set(store.representations) == {*DEFAULT_REPRESENTATIONS, "keyframes"}
-    assert set(REPRESENTATION_NAMES) - set(DEFAULT_REPRESENTATIONS) == {"lbptop"}  # asked for by name
+    assert set(REPRESENTATION_NAMES) - set(DEFAULT_REPRESENTATIONS) == {"lbptop", "apex_frame", "onset_frame"}  # by name
     assert store.channels("keyframes") == ("onset", "apex", "offset") and store.numpy("keyframes").dtype == np.uint8
     clips = {c.uid: c for c in load("casme2", tiny_corpus)}
     oa, phases = store.tensor("flow_onset_apex"), store.tensor("flow_phases")

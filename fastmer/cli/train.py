@@ -96,6 +96,10 @@ def _parse_options(values: tuple[str, ...]) -> dict:
 @click.option("--view-layout", type=click.Choice(VIEW_LAYOUTS), default="stack", show_default=True,
               help="Stores of split views (4DME): stack a clip's views as channels, or train each view as a sample "
                    "and merge its clip's predictions by max.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME[:CHANNELS]",
+              help="Feed the model other stored columns instead of its own (repeatable; channels in the order "
+                   "given, split into the model's streams as its own input is): e.g. -m meganet --input apex_frame, "
+                   "-m mmcof --input flow_onset_apex:u,v,magnitude. --describe shows the result.")
 @click.option("--normalization", type=click.Choice(NORMALIZATIONS), default=None,
               help="Input scaling per sample and channel: auto (signed maps such as flows divided by a robust max "
                    "magnitude, zero kept at zero; dynamic images min-max), minmax, signed, none [default: the "
@@ -113,7 +117,7 @@ def _parse_options(values: tuple[str, ...]) -> dict:
 def command(store, model, protocol, train_datasets, test_datasets, task, labels, aus, min_au_clips, out, recipe, epochs,
             lr, batch_size, optimizer, loss, focal_gamma, class_weighting, patience, val_fraction, k, test_fraction,
             seed, seeds, augment, svm_c, encoder, no_fusion_attention, no_se, extra_options, weights, input_size,
-            view_layout, normalization, describe, device, jobs, fold_batch, amp, overwrite):
+            view_layout, inputs, normalization, describe, device, jobs, fold_batch, amp, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
     Protocols split by subject: loso (one fold per subject; on the MEGC2019 composite
@@ -174,7 +178,7 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
             raise click.BadParameter(f"{model} has no {key} option", param_hint=flag)
         model_options[key] = value
     if describe:
-        _describe(model, labels, model_options, input_size, store, view_layout, normalization)
+        _describe(model, labels, model_options, input_size, store, view_layout, normalization, inputs)
         return
     if store is None or out is None:
         raise click.UsageError("STORE and --out are required (unless --describe)")
@@ -201,7 +205,7 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
                "recipe": chosen, "model_options": model_options,
                "augment": augment, "device": device, "jobs": jobs, "fold_batch": fold_batch, "amp": amp, "k": k,
                "test_fraction": test_fraction, "view_layout": view_layout, "input_size": input_size,
-               "normalization": normalization, "weights": weights,
+               "normalization": normalization, "inputs": tuple(inputs), "weights": weights,
                "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
     try:  # train() refuses an --out that is not a run (or is its store) before anything runs
         if seed_list:
@@ -223,14 +227,14 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
                           indent=2))
 
 
-def _describe(model, labels, options, input_size, store, view_layout, normalization=None):
+def _describe(model, labels, options, input_size, store, view_layout, normalization=None, inputs=()):
     from fastmer.datasets.labels import get_protocol  # noqa: PLC0415
     from fastmer.models.model import describe  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
 
     try:
         info = describe(model, get_protocol(labels).classes, options=options, input_size=input_size,
-                        normalization=normalization,
+                        normalization=normalization, inputs=tuple(inputs),
                         store=open_store(store) if store else None, view_layout=view_layout)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,6 +6,8 @@ column as is and training, export and inference cannot disagree on preprocessing
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -87,6 +89,63 @@ def normalize_channels(x: torch.Tensor, modes: tuple[str, ...]) -> torch.Tensor:
 
 def _mask(modes: tuple[str, ...], mode: str, x: torch.Tensor) -> torch.Tensor:
     return torch.tensor([m == mode for m in modes], device=x.device).view(1, -1, 1, 1)
+
+
+def parse_input(text: str) -> tuple[str, tuple[str, ...] | None]:
+    """``"flow_phases:m_oa,m_ao"`` -> ``("flow_phases", ("m_oa", "m_ao"))``; ``"mesti"`` -> ``("mesti", None)``
+    (every channel)."""
+    name, sep, channels = str(text).strip().partition(":")
+    picked = tuple(c.strip() for c in channels.split(",") if c.strip()) if sep else None
+    if not name or (sep and not picked):
+        raise ValueError(f"input {text!r} is not NAME or NAME:CHANNEL[,CHANNEL...] (e.g. flow_onset_apex:u,v)")
+    return name, picked
+
+
+def override_input(spec: InputSpec, inputs: Sequence[str], available: Mapping[str, Sequence[str]],
+                   where: str = "the store") -> InputSpec:
+    """``spec`` reading other stored columns: ``fastmer train --input NAME[:channels]``, repeatable
+    (channels in the order given; a model with several streams splits them into its
+    ``groups`` as it does its own input).
+
+    Args:
+        spec: the model's registered input.
+        inputs: ``NAME`` (every channel of that representation) or ``NAME:c1,c2``.
+        available: representation -> channel names (a store's, or the registry's).
+        where: names ``available`` in error messages.
+
+    Raises:
+        ValueError: a representation or channel ``available`` lacks (listing what it has), a
+            channel given twice or found in two of the chosen representations, representations
+            of different map sizes, or a channel count the model's streams cannot split.
+    """
+    if not inputs:
+        return spec
+    names: list[str] = []
+    channels: list[str] = []
+    for text in inputs:
+        name, picked = parse_input(text)
+        if name not in available:
+            raise ValueError(f"input {name!r} is not in {where} (it has {', '.join(available)})")
+        have = tuple(available[name])
+        missing = [c for c in picked or () if c not in have]
+        if missing:
+            raise ValueError(f"input {name} has no channel(s) {', '.join(missing)}; it has {', '.join(have)}")
+        if name not in names:
+            names.append(name)
+        channels += list(picked or have)
+    twice = sorted({c for c in channels if channels.count(c) > 1})
+    if twice:
+        raise ValueError(f"channel(s) {', '.join(twice)} chosen twice by --input")
+    owners = {c: [n for n in names if c in available[n]] for c in channels}
+    shared = {c: n for c, n in owners.items() if len(n) > 1}
+    if shared:
+        raise ValueError("channel(s) in two chosen representations, so ambiguous: "
+                         + "; ".join(f"{c} in {', '.join(n)}" for c, n in shared.items()))
+    try:
+        return replace(spec, representation=names[0] if len(names) == 1 else tuple(names), channels=tuple(channels))
+    except ValueError as exc:  # groups that do not divide the channels
+        raise ValueError(f"{len(channels)} input channel(s) ({', '.join(channels)}) for a model of {spec.groups} "
+                         f"input streams: {exc}") from exc
 
 
 def clip_of(uid: str) -> str:

@@ -44,13 +44,15 @@ class MERModel(nn.Module):
     def create(
         cls, name: str, classes: tuple[str, ...], stored_channels: tuple[str, ...], stored_shape: tuple[int, ...],
         *, views: tuple[str, ...] = (), input_size: int | None = None, normalization: str | None = None,
-        **options: Any,
+        input_spec: InputSpec | None = None, **options: Any,
     ) -> MERModel:
         """A new model for a stored input: ``views`` stacked as channels, if any; ``input_size``
         and ``normalization`` override the registry's network input size and normalisation
-        (:data:`fastmer.models.NORMALIZATIONS`; None: keep them)."""
+        (:data:`fastmer.models.NORMALIZATIONS`; None: keep them); ``input_spec`` replaces the
+        registered input (:func:`fastmer.models.inputs.override_input`)."""
         entry = get_entry(name)
-        spec = entry.input if input_size is None else replace(entry.input, size=input_size)
+        spec = input_spec or entry.input
+        spec = spec if input_size is None else replace(spec, size=input_size)
         if normalization is not None:
             spec = replace(spec, normalization=normalization)
         config = {
@@ -170,24 +172,28 @@ DESCRIBE_SIZE = 128  # the crop size of `fastmer extract`'s default, for a descr
 
 def describe(name: str, classes: tuple[str, ...], *, options: dict[str, Any] | None = None,
              input_size: int | None = None, store: Any = None, view_layout: str = "stack",
-             normalization: str | None = None) -> dict[str, Any]:
+             normalization: str | None = None, inputs: tuple[str, ...] = ()) -> dict[str, Any]:
     """What model ``name`` is: its input, options and parameter count, for ``fastmer train --describe``.
 
     Without ``store`` the stored input is assumed at :data:`DESCRIBE_SIZE` (the default crop
     size); with one, its own shapes (and views, stacked per ``view_layout``) are used.
     """
-    from fastmer.models.inputs import network_channels, store_layout  # noqa: PLC0415
+    from fastmer.models.inputs import network_channels, override_input, store_layout  # noqa: PLC0415
     from fastmer.motion.representations import REPRESENTATIONS, representation_shape  # noqa: PLC0415
 
     entry = get_entry(name)
     views: tuple[str, ...] = ()
+    available = ({n: meta["channels"] for n, meta in store.representations.items()} if store is not None
+                 else dict(REPRESENTATIONS))
+    spec = override_input(entry.input, inputs, available, str(store.path) if store is not None else "fastmer's "
+                          "representations")
     if store is not None:
-        channels, shape, views, _ = store_layout(store, entry.input, view_layout)
+        channels, shape, views, _ = store_layout(store, spec, view_layout)
     else:
-        channels = tuple(c for r in entry.input.representations for c in REPRESENTATIONS[r])
-        shape = representation_shape(entry.input.representations[0], DESCRIBE_SIZE)
+        channels = tuple(c for r in spec.representations for c in REPRESENTATIONS[r])
+        shape = representation_shape(spec.representations[0], DESCRIBE_SIZE)
     model = MERModel.create(name, classes, channels, (len(channels), *shape[1:]), views=views, input_size=input_size,
-                            normalization=normalization, **(options or {}))
+                            normalization=normalization, input_spec=spec, **(options or {}))
     parameters = {child: sum(p.numel() for p in module.parameters()) for child, module in model.net.named_children()}
     parameters["(own)"] = model.parameter_count() - sum(parameters.values())
     doc = (entry.build_class().__doc__ or "").strip().split("\n\n")[0]
@@ -196,7 +202,7 @@ def describe(name: str, classes: tuple[str, ...], *, options: dict[str, Any] | N
         "class": entry.factory,
         "summary": " ".join(doc.split()),
         "reference": entry.reference,
-        "input": {"representations": list(entry.input.representations), "channels": list(model.adapter.spec.channels),
+        "input": {"representations": list(spec.representations), "channels": list(model.adapter.spec.channels),
                   "views_stacked": list(views), "network_input": [*model.adapter.out_shape],
                   "normalization": model.adapter.spec.normalization,
                   "channel_normalization": dict(zip(network_channels(model.adapter.spec, views),

@@ -69,6 +69,7 @@ __all__ = [
     "combined_magnitude",
     "dynamic_images",
     "flow_features",
+    "frame_crops",
     "lbptop_features",
     "lbptop_min_frames",
     "mesti",
@@ -117,6 +118,8 @@ REPRESENTATIONS: dict[str, tuple[str, ...]] = {
     "midi": MIDI_CHANNELS,
     "mesti": MESTI_CHANNELS,
     "lbptop": LBPTOP_CHANNELS,
+    "apex_frame": ("apex",),
+    "onset_frame": ("onset",),
 }
 """Representation name → channel names (dynamic images: grayscale clips, one channel per DI)."""
 
@@ -137,6 +140,8 @@ REPRESENTATION_INFO: dict[str, str] = {
     "mesti": "apex-centred rank pooling: onset→apex plus offset→apex dynamic images (MEGANet's MESTI, SPEC §8.2); mesti",
     "lbptop": "LBP-TOP_{4,4,4,1,1,4} block histograms of the clip onset→offset (XY, XT, YT planes x 25 blocks x 16 bins; "
     "the hand-crafted baseline, fastmer.motion.lbptop); lbptop_features",
+    "apex_frame": "the apex frame's face crop, grey levels 0-255 (P7's apex-frame baseline; RGB with --color)",
+    "onset_frame": "the onset frame's face crop, grey levels 0-255 (RGB with --color)",
 }
 """Representation name → one-line description (paper, SPEC section, function)."""
 
@@ -180,6 +185,25 @@ def lbptop_features(clips: list) -> torch.Tensor:
         ``(N, 3, 25, 16)`` float32, planes :data:`LBPTOP_CHANNELS`, each block histogram summing to 1.
     """
     return torch.from_numpy(lbp_top_batch(clips, **LBPTOP_PARAMS))
+
+
+def frame_crops(clips: list[torch.Tensor], index: list[int]) -> torch.Tensor:
+    """``apex_frame`` / ``onset_frame``: frame ``index[i]`` of each clip, as stored values.
+
+    Args:
+        clips: ``(T_i, H, W)`` grey or ``(T_i, 3, H, W)`` RGB crops.
+        index: one frame index per clip (0 = onset).
+
+    Returns:
+        ``(N, C, H, W)`` float32 (``C`` = 1 or 3), the crops' grey levels 0–255.
+
+    Example:
+        >>> frame_crops([torch.arange(8.0).view(2, 2, 2)], [1]).flatten().tolist()
+        [4.0, 5.0, 6.0, 7.0]
+    """
+    if len(clips) != len(index):
+        raise ValueError(f"frame_crops: {len(clips)} clips but {len(index)} indices")
+    return torch.stack([(c[i] if c.dim() == 4 else c[i][None]).float() for c, i in zip(clips, index, strict=True)])
 
 
 def flow_features(flow: torch.Tensor) -> torch.Tensor:

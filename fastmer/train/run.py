@@ -572,15 +572,24 @@ def _run_tasks(shared: _Shared, folds: list[Fold], jobs: int, on_done: Callable[
 
 
 def _template(store: FeatureStore, entry: ModelEntry, classes: tuple[str, ...], view_layout: str,
-              input_size: int | None, options: dict[str, Any], normalization: str | None = None
-              ) -> tuple[MERModel, str | None]:
-    """The run's model (untrained) for this store's input, and the view layout (None: one view)."""
+              input_size: int | None, options: dict[str, Any], normalization: str | None = None,
+              check_forward: bool = False) -> tuple[MERModel, str | None]:
+    """The run's model (untrained) for this store's input, and the view layout (None: one view).
+    ``check_forward``: run one zero sample through it (an input other than the registered one
+    may not suit the network's streams: say so now, not in a worker)."""
     from fastmer.models.inputs import store_layout  # noqa: PLC0415
 
     channels, shape, views, layout = store_layout(store, entry.input, view_layout)
     try:
         template = MERModel.create(entry.name, classes, channels, shape, views=views, input_size=input_size,
-                                   normalization=normalization, **options)
+                                   normalization=normalization, input_spec=entry.input, **options)
+        if check_forward:
+            try:
+                with torch.no_grad():
+                    template.eval()(torch.zeros(1, *shape))
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise ValueError(f"the network does not take {template.adapter.out_shape[0]} input channel(s) "
+                                 f"({', '.join(entry.input.channels)}): {exc}") from exc
     except ValueError as exc:
         hint = " (views are stacked as channels: try --view-layout separate)" if views else ""
         raise ValueError(f"{entry.name} cannot take this store's input: {exc}{hint}") from exc
@@ -623,6 +632,7 @@ def train(
     view_layout: str = "stack",
     input_size: int | None = None,
     normalization: str | None = None,
+    inputs: Sequence[str] = (),
     weights: str | Path | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
@@ -671,6 +681,9 @@ def train(
         input_size: network input side, overriding the registry's (area resampling).
         normalization: the input's normalisation, overriding the registry's
             (:data:`fastmer.models.NORMALIZATIONS`; recorded in model.json).
+        inputs: other stored columns for the model, ``NAME`` or ``NAME:c1,c2`` each
+            (:func:`fastmer.models.inputs.override_input`); recorded in model.json, so
+            export and inference read the same columns.
         weights: safetensors file every fold and the final model start from
             (:meth:`MERModel.match_initial_weights`); recorded with its sha256.
         overwrite: replace a run in ``out`` (a non-empty folder that is not a fastmer run is refused).
@@ -718,8 +731,13 @@ def train(
         raise ValueError(f"input_size must be a positive integer, got {input_size}")
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+    if inputs:
+        from fastmer.models.inputs import override_input  # noqa: PLC0415
+
+        available = {name: meta["channels"] for name, meta in store.representations.items()}
+        entry = replace(entry, input=override_input(entry.input, tuple(inputs), available, f"store {store.path}"))
     template, layout = _template(store, entry, label_protocol.classes, view_layout, input_size, model_options or {},
-                                 normalization)
+                                 normalization, check_forward=bool(inputs))
     from fastmer.models.inputs import network_channels  # noqa: PLC0415
 
     channels = network_channels(template.adapter.spec, template.adapter.views)

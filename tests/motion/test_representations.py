@@ -346,7 +346,10 @@ def test_registry_describes_every_representation():
         "midi": motion_intensity_dynamic_images(clips),
         "mesti": mesti(clips, apex),
         "lbptop": R.lbptop_features([np.random.default_rng(0).integers(0, 256, (9, 32, 32), dtype=np.uint8)]),
+        "apex_frame": R.frame_crops(clips, apex),
+        "onset_frame": R.frame_crops(clips, [0, 0]),
     }
+    assert torch.equal(outputs["apex_frame"][1], clips[1][1][None].float())
     assert set(outputs) == set(REPRESENTATIONS)
     for name, out in outputs.items():
         assert out.shape[1] == len(REPRESENTATIONS[name]), name
