@@ -76,7 +76,7 @@ DI_PHASES = ("onset_offset", "onset_apex", "apex_offset")
 """Meaning of :attr:`DualPhaseSet.phase` 0, 1, 2."""
 
 _FLOW_NAME = re.compile(r"^(?P<base>u|v|m|s|magnitude|strain)(?P<suffix>\d+|_[a-z0-9]+)?$")
-_IMAGE_NAME = re.compile(r"^(?:di|trdi|midi|mesti)(?:_[a-z0-9]+)?$")
+_IMAGE_NAME = re.compile(r"^(?:di|trdi|midi|mesti|apex|onset)(?:_[a-z0-9]+)?$")  # dynamic images, frame crops
 _DIMENSIONLESS = ("_cof", "_mm")
 """Suffixes of COF / MM-COF channels: normalised, no pixel unit, so a scale does not apply."""
 
@@ -123,7 +123,7 @@ def channel_kind(name: str) -> ChannelKind:
         return ChannelKind("scalar", False, "")
     raise ValueError(
         f"fastmer.augment: unknown channel {name!r}: flow components are u/v[digits|_suffix], magnitudes "
-        "magnitude/m[...], strains strain/s[...], dynamic images di/trdi/midi/mesti[_suffix]"
+        "magnitude/m[...], strains strain/s[...], images di/trdi/midi/mesti/apex/onset[_suffix]"
     )
 
 
