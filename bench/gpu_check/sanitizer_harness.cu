@@ -119,6 +119,8 @@ fastmer::common::tvl1::Params short_params(int pyramid, float gamma, float epsil
   P.median_size = pyramid == fastmer::common::tvl1::kPyramidIPOL ? 1 : 5;
   P.min_size = 16;
   P.pyramid = pyramid;
+  P.warp_border = pyramid == fastmer::common::tvl1::kPyramidIPOL ? fastmer::common::tvl1::kWarpBorderReplicate
+                                                                : fastmer::common::tvl1::kWarpBorderZero;
   return P;
 }
 

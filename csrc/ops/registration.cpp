@@ -11,5 +11,5 @@ TORCH_LIBRARY(fastmer, m) {
   m.def(
       "tvl1(Tensor I0, Tensor I1, float tau, float lambda_, float theta, float gamma, float epsilon, "
       "float scale_step, float presmooth_sigma, float cubic_a, int nscales, int warps, int inner_iterations, "
-      "int outer_iterations, int median_size, int min_size, int pyramid, bool half_state, int scheme) -> Tensor");
+      "int outer_iterations, int median_size, int min_size, int pyramid, int warp_border, bool half_state, int scheme) -> Tensor");
 }

@@ -18,7 +18,7 @@ inline common::tvl1::Params tvl1_params(const at::Tensor& I0, const at::Tensor& 
                                         double theta, double gamma, double epsilon, double scale_step,
                                         double presmooth_sigma, double cubic_a, int64_t nscales, int64_t warps,
                                         int64_t inner_iterations, int64_t outer_iterations, int64_t median_size,
-                                        int64_t min_size, int64_t pyramid) {
+                                        int64_t min_size, int64_t pyramid, int64_t warp_border) {
   TORCH_CHECK(I0.dim() == 3, "fastmer::tvl1: expected I0 of shape [N, H, W], got ", I0.sizes());
   TORCH_CHECK(I1.sizes() == I0.sizes(), "fastmer::tvl1: I1 has shape ", I1.sizes(), " but I0 has ", I0.sizes());
   TORCH_CHECK(I0.scalar_type() == at::kFloat && I1.scalar_type() == at::kFloat,
@@ -32,6 +32,8 @@ inline common::tvl1::Params tvl1_params(const at::Tensor& I0, const at::Tensor& 
               "fastmer::tvl1: median_size must be 1 (off), 3 or 5, got ", median_size);
   TORCH_CHECK(pyramid == common::tvl1::kPyramidOpenCV || pyramid == common::tvl1::kPyramidIPOL,
               "fastmer::tvl1: pyramid must be 0 (opencv) or 1 (ipol), got ", pyramid);
+  TORCH_CHECK(warp_border == common::tvl1::kWarpBorderReplicate || warp_border == common::tvl1::kWarpBorderZero,
+              "fastmer::tvl1: warp_border must be 0 (replicate) or 1 (zero), got ", warp_border);
   TORCH_CHECK(min_size >= 4, "fastmer::tvl1: min_size must be >= 4, got ", min_size);
   TORCH_CHECK(I0.size(1) >= min_size && I0.size(2) >= min_size, "fastmer::tvl1: images of ", I0.size(1), "x",
               I0.size(2), " are smaller than the coarsest pyramid level (", min_size, " px)");
@@ -54,6 +56,7 @@ inline common::tvl1::Params tvl1_params(const at::Tensor& I0, const at::Tensor& 
   P.median_size = static_cast<int>(median_size);
   P.min_size = static_cast<int>(min_size);
   P.pyramid = static_cast<int>(pyramid);
+  P.warp_border = static_cast<int>(warp_border);
   TORCH_CHECK(P.pyramid != common::tvl1::kPyramidIPOL ||
                   common::tvl1::gaussian_radius(common::tvl1::zoom_sigma(P.scale_step)) <=
                       common::tvl1::kMaxGaussianRadius,

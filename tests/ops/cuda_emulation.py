@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastmer.ops.tvl1 import PYRAMIDS, TVL1Params
+from fastmer.ops.tvl1 import PYRAMIDS, WARP_BORDERS, TVL1Params
 
 REPO = Path(__file__).resolve().parents[2]
 HIP_CPU = REPO.parent / "shared" / "third_party" / "hip-cpu"
@@ -118,13 +118,14 @@ class _Params(ctypes.Structure):
     _fields_ = [(name, ctypes.c_float) for name in
                 ("tau", "lambda_", "theta", "gamma", "epsilon", "scale_step", "presmooth_sigma", "cubic_a")] + \
                [(name, ctypes.c_int) for name in
-                ("nscales", "warps", "inner_iterations", "outer_iterations", "median_size", "min_size", "pyramid")]
+                ("nscales", "warps", "inner_iterations", "outer_iterations", "median_size", "min_size", "pyramid",
+                 "warp_border")]
 
     @classmethod
     def of(cls, p: TVL1Params) -> _Params:
         return cls(p.tau, p.lambda_, p.theta, p.gamma, p.epsilon, p.scale_step, p.presmooth_sigma, p.cubic_a,
                    p.nscales, p.warps, p.inner_iterations, p.outer_iterations, p.median_size, p.min_size,
-                   PYRAMIDS[p.pyramid])
+                   PYRAMIDS[p.pyramid], WARP_BORDERS[p.warp_border])
 
 
 def _ptr(array: np.ndarray) -> ctypes.c_void_p:

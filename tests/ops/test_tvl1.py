@@ -1,13 +1,15 @@
 """TV-L1: accuracy on real pairs with ground truth, agreement between implementations, bad input."""
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 import torch
-from flowdata import epe, load_flow_pair
+from flowdata import DEGRADATIONS, degrade, epe, load_flow_pair
 
 from fastmer.ops import TVL1Params, tvl1
-from fastmer.ops.tvl1 import prepare_images, pyramid_sizes
+from fastmer.ops.tvl1 import _cubic_sample, _downscale, prepare_images, pyramid_sizes
 
 
 def textured_pairs(n: int = 3, size: tuple[int, int] = (48, 56), seed: int = 0):
@@ -35,11 +37,55 @@ def test_rubberwhale(shared_dir, device, preset, bound):
     assert epe(flow[0].cpu().numpy(), truth, valid) <= bound
 
 
-def test_sintel_opencv_preset_within_5_percent_of_opencv(shared_dir, device):
-    I0, I1, truth, valid = load_flow_pair(shared_dir, "sintel")
+# The default preset is OpenCV's algorithm: its EPE must be OpenCV's, within 1%, on clean pairs
+# and on blurred, noisy and fogged versions of them (where weak gradients make small
+# differences in pyramid geometry or warp borders show: resizing to the size ratio instead of
+# by the factor cost 2-3% on Sintel, replicated warp borders 1-2%).
+OPENCV_CASES = [("rubberwhale", kind) for kind in DEGRADATIONS] + \
+               [("sintel", kind) for kind in ("clean", "motion_blur", "blur_noise")]
+
+
+@pytest.mark.parametrize("pair, degradation", OPENCV_CASES)
+def test_opencv_preset_within_1_percent_of_opencv(shared_dir, device, pair, degradation):
+    I0, I1, truth, valid = load_flow_pair(shared_dir, pair)
+    I0, I1 = degrade(I0, I1, degradation)
     ours = tvl1(torch.from_numpy(I0)[None].to(device), torch.from_numpy(I1)[None].to(device), backend="native")
     theirs = cv2.optflow.DualTVL1OpticalFlow_create().calc(I0, I1, None)
-    assert epe(ours[0].cpu().numpy(), truth, valid) <= 1.05 * epe(theirs, truth, valid)
+    mine, reference = epe(ours[0].cpu().numpy(), truth, valid), epe(theirs, truth, valid)
+    assert mine <= 1.01 * reference, f"{pair}/{degradation}: EPE {mine:.4f} vs OpenCV {reference:.4f}"
+
+
+def test_opencv_pyramid_levels_are_cv_resize_by_the_factor():
+    """Stage check against OpenCV: levels are cv::resize(fx=fy=0.8) — sizes and pixels."""
+    rng = np.random.default_rng(1)
+    for h, w in [(128, 128), (97, 131), (436, 1024), (21, 45)]:
+        image = rng.random((h, w), dtype=np.float32) * 255
+        expected = cv2.resize(image, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
+        (h1, w1) = pyramid_sizes(h, w, TVL1Params(min_size=4))[1]
+        assert (h1, w1) == expected.shape
+        ours = _downscale(torch.from_numpy(image)[None], h1, w1, TVL1Params())[0].numpy()
+        np.testing.assert_allclose(ours, expected, atol=2e-3)
+    # cv::resize rounds half to even: 0.5 * 45 = 22.5 -> 22 (IPOL's zoom rounds it up)
+    assert pyramid_sizes(45, 45, TVL1Params(scale_step=0.5, min_size=4))[1] == (22, 22)
+    assert pyramid_sizes(45, 45, TVL1Params.ipol(min_size=4))[1] == (23, 23)
+
+
+def test_zero_warp_border_is_cv_remap_constant_border():
+    """Stage check: warping with warp_border="zero" equals cv::remap(INTER_CUBIC, BORDER_CONSTANT)
+    at positions on OpenCV's 1/32-pixel grid (where its fixed-point maps are exact), inside,
+    across and beyond the border; "replicate" equals BORDER_REPLICATE."""
+    rng = np.random.default_rng(2)
+    image = (rng.random((24, 30), dtype=np.float32) * 255).astype(np.float32)
+    ys, xs = np.mgrid[0:24, 0:30].astype(np.float32)
+    shift_x = np.round(rng.uniform(-6, 6, xs.shape) * 32) / 32
+    shift_y = np.round(rng.uniform(-6, 6, ys.shape) * 32) / 32
+    map_x, map_y = (xs + shift_x).astype(np.float32), (ys + shift_y).astype(np.float32)
+    assert ((map_x < 0) | (map_x > 29) | (map_y < 0) | (map_y > 23)).mean() > 0.2, "precondition: many samples outside"
+    for border, cv_border in (("zero", cv2.BORDER_CONSTANT), ("replicate", cv2.BORDER_REPLICATE)):
+        expected = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv_border)
+        ours = _cubic_sample([torch.from_numpy(image)[None]], torch.from_numpy(map_x)[None], torch.from_numpy(map_y)[None],
+                             -0.75, border)[0][0].numpy()
+        np.testing.assert_allclose(ours, expected, atol=0.05, err_msg=border)
 
 
 def test_sintel_ipol_preset(shared_dir, device):
@@ -61,28 +107,50 @@ def test_recovers_known_translation(device, preset):
 # ------------------------------------------------------------------- implementations agree
 PARAMS = {
     "opencv": TVL1Params(),
+    "opencv+replicate": TVL1Params(warp_border="replicate"),
     "ipol": TVL1Params.ipol(),
     "gamma+median3": TVL1Params(gamma=0.3, median_size=3, warps=3),
 }
 
 
+def comparable(params: TVL1Params) -> tuple[TVL1Params, int]:
+    """(params, margin) under which two implementations of the same iteration must agree.
+
+    With OpenCV's zero warp border, a pixel whose match leaves the image is pulled by the fake
+    edge of the zero padding and held by smoothing alone: its flow is chaotic in the float
+    rounding (pixels apart between two summation orders, OpenCV's own included), and so is
+    the iteration at which a level's float error sum stops. So: a fixed iteration count, away
+    from the border. The stopping rule is shared with "opencv+replicate", compared whole.
+    """
+    if params.warp_border == "zero":
+        return replace(params, epsilon=1e-9, inner_iterations=10, outer_iterations=3), 6
+    return params, 0
+
+
+def crop(flow: torch.Tensor, margin: int) -> torch.Tensor:
+    h, w = flow.shape[-2:]
+    return flow[..., margin:h - margin, margin:w - margin]
+
+
 @pytest.mark.parametrize("name", list(PARAMS))
 def test_native_matches_pytorch_reference(device, name):
     I0, I1, _ = textured_pairs()
-    params = PARAMS[name]
+    params, margin = comparable(PARAMS[name])
     native = tvl1(I0.to(device), I1.to(device), params, backend="native").cpu()
     reference = tvl1(I0, I1, params, backend="reference")
-    assert (native - reference).abs().mean().item() < 1e-3
-    assert (native - reference).abs().max().item() < 0.05
+    diff = crop(native - reference, margin).abs()
+    assert diff.mean().item() < 1e-3
+    assert diff.max().item() < 0.05
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
 def test_cpu_stencil_scheme_matches_sweep(name):
     """The CUDA kernels' Jacobi stencil, run on the CPU (its CI twin), equals the row sweep."""
     I0, I1, _ = textured_pairs()
-    sweep = tvl1(I0, I1, PARAMS[name], backend="native")
-    stencil = tvl1(I0, I1, TVL1Params(**{**PARAMS[name].to_dict(), "scheme": "stencil"}), backend="native")
-    assert (sweep - stencil).abs().mean().item() < 1e-4
+    params, margin = comparable(PARAMS[name])
+    sweep = tvl1(I0, I1, params, backend="native")
+    stencil = tvl1(I0, I1, replace(params, scheme="stencil"), backend="native")
+    assert crop(sweep - stencil, margin).abs().mean().item() < 1e-4
 
 
 def test_half_state_stays_close(device):
@@ -114,9 +182,10 @@ def test_cuda_matches_cpu(shared_dir, tiny_corpus):
     sintel = [torch.from_numpy(p)[None] for p in load_flow_pair(shared_dir, "sintel")[:2]]
     for a, b in (pairs, sintel, face_crop_pairs(tiny_corpus), textured_pairs(8)[:2]):
         for params in PARAMS.values():
+            params, margin = comparable(params)
             cpu = tvl1(a, b, params, backend="native")
             gpu = tvl1(a.cuda(), b.cuda(), params, backend="native").cpu()
-            assert (cpu - gpu).abs().mean().item() <= 0.01
+            assert crop(cpu - gpu, margin).abs().mean().item() <= 0.01
 
 
 def test_batch_invariance(device):
@@ -150,7 +219,7 @@ def test_input_forms_are_equivalent():
 def test_opcheck_and_fake_kernel():
     I0, I1, _ = textured_pairs(2, size=(20, 24))
     a, b = prepare_images(I0, I1, TVL1Params())
-    args = (a, b, 0.25, 0.15, 0.3, 0.0, 0.01, 0.8, 0.0, -0.75, 2, 1, 3, 1, 5, 16, 0, False, -1)
+    args = (a, b, 0.25, 0.15, 0.3, 0.0, 0.01, 0.8, 0.0, -0.75, 2, 1, 3, 1, 5, 16, 0, 1, False, -1)
     torch.library.opcheck(torch.ops.fastmer.tvl1.default, args)
 
 
@@ -187,7 +256,8 @@ def test_bad_inputs_are_rejected_before_any_kernel():
     "field, value, match",
     [("tau", 0.0, "tau must be > 0"), ("median_size", 4, "median_size must be 1"), ("scale_step", 1.0, "scale_step"),
      ("pyramid", "gauss", "pyramid must be one of"), ("warps", 0, "warps must be >= 1"),
-     ("normalize", "zscore", "normalize must be one of"), ("scheme", "jacobi", "scheme must be one of")],
+     ("normalize", "zscore", "normalize must be one of"), ("scheme", "jacobi", "scheme must be one of"),
+     ("warp_border", "reflect", "warp_border must be one of")],
 )
 def test_bad_parameters(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -197,4 +267,6 @@ def test_bad_parameters(field, value, match):
 def test_native_op_checks_its_arguments_too():
     a = torch.zeros(1, 32, 32)
     with pytest.raises(RuntimeError, match="median_size must be 1"):
-        torch.ops.fastmer.tvl1(a, a, 0.25, 0.15, 0.3, 0.0, 0.01, 0.8, 0.0, -0.75, 5, 5, 30, 10, 4, 16, 0, False, -1)
+        torch.ops.fastmer.tvl1(a, a, 0.25, 0.15, 0.3, 0.0, 0.01, 0.8, 0.0, -0.75, 5, 5, 30, 10, 4, 16, 0, 1, False, -1)
+    with pytest.raises(RuntimeError, match="warp_border must be 0"):
+        torch.ops.fastmer.tvl1(a, a, 0.25, 0.15, 0.3, 0.0, 0.01, 0.8, 0.0, -0.75, 5, 5, 30, 10, 5, 16, 0, 2, False, -1)

@@ -24,8 +24,16 @@
 namespace fastmer::common::tvl1 {
 
 enum Pyramid : int {
-  kPyramidOpenCV = 0,  // bilinear down-sampling (half-pixel centres), bilinear flow up-sampling
-  kPyramidIPOL = 1,    // Gaussian anti-aliasing + cubic decimation, cubic flow up-sampling
+  // cv::resize(fx = fy = scale_step, INTER_LINEAR) down: sizes rounded half to even, sources
+  // at (x + 0.5) / scale_step - 0.5 (not at the size ratio); bilinear flow up-sampling.
+  kPyramidOpenCV = 0,
+  kPyramidIPOL = 1,  // Gaussian anti-aliasing + cubic decimation, cubic flow up-sampling
+};
+
+// What the warps of I1 and its gradients read outside the image.
+enum WarpBorder : int {
+  kWarpBorderReplicate = 0,  // the nearest border pixel (IPOL)
+  kWarpBorderZero = 1,       // zero, tap by tap (cv::remap's default BORDER_CONSTANT, as OpenCV's TV-L1 warps)
 };
 
 constexpr int kMaxMedianSize = 5;
@@ -48,6 +56,7 @@ struct Params {
   int median_size;  // 1 (off), 3 or 5
   int min_size;     // coarsest level side, pixels
   int pyramid;      // Pyramid
+  int warp_border;  // WarpBorder
 };
 
 // ---------------------------------------------------------------------------------------
@@ -112,9 +121,12 @@ struct CubicTaps {
   float wy[4];
 };
 
-FASTMER_HD CubicTaps cubic_taps(float fx, float fy, int H, int W, float a) {
-  // Beyond one pixel outside, every tap is clamped to the border anyway; this also keeps
-  // floor() finite for huge or NaN coordinates.
+// zero_border: a tap outside the image reads zero (its weight is dropped) instead of the
+// nearest border pixel; the index is still clamped so every read stays inside.
+FASTMER_HD CubicTaps cubic_taps(float fx, float fy, int H, int W, float a, bool zero_border = false) {
+  // Beyond one pixel outside, every tap is clamped to the border (or weighs 0, the tap at
+  // the border having weight 0 at t = 0) anyway; this also keeps floor() finite for huge
+  // or NaN coordinates.
   fx = fminf(fmaxf(fx, -2.f), static_cast<float>(W + 1));
   fy = fminf(fmaxf(fy, -2.f), static_cast<float>(H + 1));
   const float x0 = floorf(fx), y0 = floorf(fy);
@@ -122,8 +134,13 @@ FASTMER_HD CubicTaps cubic_taps(float fx, float fy, int H, int W, float a) {
   cubic_weights(fx - x0, a, c.wx);
   cubic_weights(fy - y0, a, c.wy);
   for (int k = 0; k < 4; ++k) {
-    c.x[k] = clamp_index(static_cast<int>(x0) - 1 + k, W);
-    c.y[k] = clamp_index(static_cast<int>(y0) - 1 + k, H);
+    const int xk = static_cast<int>(x0) - 1 + k, yk = static_cast<int>(y0) - 1 + k;
+    c.x[k] = clamp_index(xk, W);
+    c.y[k] = clamp_index(yk, H);
+    if (zero_border) {
+      if (xk != c.x[k]) c.wx[k] = 0.f;
+      if (yk != c.y[k]) c.wy[k] = 0.f;
+    }
   }
   return c;
 }
@@ -140,13 +157,13 @@ FASTMER_HD float cubic_sample(const T* img, int W, const CubicTaps& c) {
   return acc;
 }
 
-// Bilinear resampling of src (h x w) at output pixel (y, x) of an (H_out x W_out) image,
-// with half-pixel centres and clamped sources (cv::resize INTER_LINEAR, torch
-// interpolate(mode="bilinear", align_corners=False)).
+// Bilinear resampling of src (h x w) at output pixel (y, x), with half-pixel centres and
+// clamped sources (cv::resize INTER_LINEAR, torch interpolate(mode="bilinear",
+// align_corners=False)): the source of x is (x + 0.5) * scale_x - 0.5.
 template <typename T>
-FASTMER_HD float bilinear_resize_at(const T* src, int h, int w, int H_out, int W_out, int y, int x) {
-  const float sy = fmaxf((static_cast<float>(h) / H_out) * (y + 0.5f) - 0.5f, 0.f);
-  const float sx = fmaxf((static_cast<float>(w) / W_out) * (x + 0.5f) - 0.5f, 0.f);
+FASTMER_HD float bilinear_at(const T* src, int h, int w, float scale_y, float scale_x, int y, int x) {
+  const float sy = fminf(fmaxf(scale_y * (y + 0.5f) - 0.5f, 0.f), static_cast<float>(h - 1));
+  const float sx = fminf(fmaxf(scale_x * (x + 0.5f) - 0.5f, 0.f), static_cast<float>(w - 1));
   const int y0 = static_cast<int>(sy), x0 = static_cast<int>(sx);
   const int y1 = y0 + (y0 < h - 1 ? 1 : 0), x1 = x0 + (x0 < w - 1 ? 1 : 0);
   const float ly = sy - y0, lx = sx - x0;
@@ -154,6 +171,12 @@ FASTMER_HD float bilinear_resize_at(const T* src, int h, int w, int H_out, int W
   const T* r1 = src + y1 * w;
   return (1.f - ly) * ((1.f - lx) * load(r0 + x0) + lx * load(r0 + x1)) +
          ly * ((1.f - lx) * load(r1 + x0) + lx * load(r1 + x1));
+}
+
+// ... to the size (H_out x W_out): the scales are the size ratios (cv::resize with dsize).
+template <typename T>
+FASTMER_HD float bilinear_resize_at(const T* src, int h, int w, int H_out, int W_out, int y, int x) {
+  return bilinear_at(src, h, w, static_cast<float>(h) / H_out, static_cast<float>(w) / W_out, y, x);
 }
 
 // Separable Gaussian (IPOL's): weights[0..radius] of the normalised symmetric kernel,
@@ -208,8 +231,8 @@ struct WarpTerms {
 };
 
 FASTMER_HD WarpTerms warp_at(const float* I0, const float* I1, const float* I1x, const float* I1y, int H, int W, int y,
-                             int x, float u1, float u2, float cubic_a) {
-  const CubicTaps c = cubic_taps(x + u1, y + u2, H, W, cubic_a);
+                             int x, float u1, float u2, float cubic_a, int warp_border) {
+  const CubicTaps c = cubic_taps(x + u1, y + u2, H, W, cubic_a, warp_border == kWarpBorderZero);
   const float w = cubic_sample(I1, W, c);
   WarpTerms t;
   t.I1wx = cubic_sample(I1x, W, c);
@@ -386,7 +409,9 @@ namespace fastmer::common::tvl1 {
 // Down-sampling from a level (hs x ws) to the next (hd x wd). For kPyramidIPOL `src` must
 // already be Gaussian-filtered (sigma = 0.6 sqrt(1/step^2 - 1)); samples at x / step.
 FASTMER_HD float downscale_at(const float* src, int hs, int ws, int hd, int wd, int y, int x, const Params& P) {
-  if (P.pyramid == kPyramidOpenCV) return bilinear_resize_at(src, hs, ws, hd, wd, y, x);
+  // OpenCV resizes by the factor, not to the size: its coarse levels are a hair larger than
+  // the size ratio says (102 px of a 128-px image cover 127.5 px, not 128).
+  if (P.pyramid == kPyramidOpenCV) return bilinear_at(src, hs, ws, 1.f / P.scale_step, 1.f / P.scale_step, y, x);
   const CubicTaps c = cubic_taps(x / P.scale_step, y / P.scale_step, hs, ws, P.cubic_a);
   return cubic_sample(src, ws, c);
 }

@@ -14,14 +14,20 @@ struct LevelSize {
   int w;
 };
 
-// Level 0 is the input size; each next level is round(previous * scale_step) and the
-// pyramid stops before a side would fall below min_size (OpenCV's and IPOL's rule).
+// Level 0 is the input size; each next level is previous * scale_step rounded (half to even
+// for the opencv pyramid, as cv::resize's cvRound; half up for IPOL's) and the pyramid stops
+// before a side would fall below min_size (OpenCV's and IPOL's rule).
+inline int level_side(int previous, double step, int pyramid) {
+  const double side = previous * step;
+  return pyramid == kPyramidOpenCV ? static_cast<int>(std::nearbyint(side)) : static_cast<int>(side + 0.5);
+}
+
 inline std::vector<LevelSize> pyramid_sizes(int H, int W, const Params& P) {
   std::vector<LevelSize> sizes{{H, W}};
   const double step = static_cast<double>(P.scale_step);
   for (int s = 1; s < P.nscales; ++s) {
-    const int h = static_cast<int>(sizes.back().h * step + 0.5);
-    const int w = static_cast<int>(sizes.back().w * step + 0.5);
+    const int h = level_side(sizes.back().h, step, P.pyramid);
+    const int w = level_side(sizes.back().w, step, P.pyramid);
     if (h < P.min_size || w < P.min_size) break;
     sizes.push_back({h, w});
   }

@@ -206,7 +206,7 @@ class PairSolver {
           for (int x = 0; x < w; ++x) {
             const int i = y * w + x;
             const WarpTerms t = warp_at(I0, I1, I1x_.data(), I1y_.data(), h, w, y, x, load(&state_.u1[i]),
-                                        load(&state_.u2[i]), P_.cubic_a);
+                                        load(&state_.u2[i]), P_.cubic_a, P_.warp_border);
             store(&state_.I1wx[i], t.I1wx);
             store(&state_.I1wy[i], t.I1wy);
             store(&state_.grad[i], t.grad);
@@ -459,9 +459,9 @@ void solve_batch(const Params& P, const float* I0, const float* I1, float* flow,
 at::Tensor tvl1_cpu(const at::Tensor& I0, const at::Tensor& I1, double tau, double lambda, double theta, double gamma,
                     double epsilon, double scale_step, double presmooth_sigma, double cubic_a, int64_t nscales,
                     int64_t warps, int64_t inner_iterations, int64_t outer_iterations, int64_t median_size,
-                    int64_t min_size, int64_t pyramid, bool half_state, int64_t scheme) {
+                    int64_t min_size, int64_t pyramid, int64_t warp_border, bool half_state, int64_t scheme) {
   const Params P = tvl1_params(I0, I1, tau, lambda, theta, gamma, epsilon, scale_step, presmooth_sigma, cubic_a, nscales,
-                               warps, inner_iterations, outer_iterations, median_size, min_size, pyramid);
+                               warps, inner_iterations, outer_iterations, median_size, min_size, pyramid, warp_border);
   TORCH_CHECK(scheme >= kSchemeDefault && scheme <= kSchemeStencil, "fastmer::tvl1: unknown scheme ", scheme);
   if (scheme == kSchemeDefault) scheme = kSchemeSweep;
   const at::Tensor a = I0.contiguous(), b = I1.contiguous();

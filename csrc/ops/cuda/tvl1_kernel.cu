@@ -14,10 +14,10 @@ namespace {
 at::Tensor tvl1_cuda(const at::Tensor& I0, const at::Tensor& I1, double tau, double lambda, double theta, double gamma,
                      double epsilon, double scale_step, double presmooth_sigma, double cubic_a, int64_t nscales,
                      int64_t warps, int64_t inner_iterations, int64_t outer_iterations, int64_t median_size,
-                     int64_t min_size, int64_t pyramid, bool half_state, int64_t scheme) {
+                     int64_t min_size, int64_t pyramid, int64_t warp_border, bool half_state, int64_t scheme) {
   const common::tvl1::Params P =
       tvl1_params(I0, I1, tau, lambda, theta, gamma, epsilon, scale_step, presmooth_sigma, cubic_a, nscales, warps,
-                  inner_iterations, outer_iterations, median_size, min_size, pyramid);
+                  inner_iterations, outer_iterations, median_size, min_size, pyramid, warp_border);
   TORCH_CHECK(scheme == kSchemeDefault || scheme == kSchemeStencil,
               "fastmer::tvl1: the CUDA kernel runs the stencil scheme only (the row sweep is CPU-only)");
   const c10::cuda::CUDAGuard guard(I0.device());

@@ -97,12 +97,13 @@ template <typename S>
 __global__ void warp_kernel(const float* __restrict I0, const float* __restrict I1, const float* __restrict I1x,
                             const float* __restrict I1y, const S* __restrict u1, const S* __restrict u2, S* __restrict wx,
                             S* __restrict wy, S* __restrict grad, S* __restrict rho_c, int64_t N, int h, int w,
-                            float cubic_a) {
+                            float cubic_a, int warp_border) {
   const int64_t hw = int64_t{h} * w;
   FASTMER_FOR_EACH_PAIR_PIXEL(n, i, N, hw) {
     const int y = static_cast<int>(i / w), x = static_cast<int>(i % w);
     const int64_t o = n * hw;
-    const WarpTerms t = warp_at(I0 + o, I1 + o, I1x + o, I1y + o, h, w, y, x, load(u1 + o + i), load(u2 + o + i), cubic_a);
+    const WarpTerms t = warp_at(I0 + o, I1 + o, I1x + o, I1y + o, h, w, y, x, load(u1 + o + i), load(u2 + o + i), cubic_a,
+                                warp_border);
     store(wx + o + i, t.I1wx);
     store(wy + o + i, t.I1wy);
     store(grad + o + i, t.grad);
@@ -342,7 +343,7 @@ class Solver {
       if ((err = cudaMemsetAsync(p, 0, sizeof(S) * N_ * hw, stream_)) != cudaSuccess) return err;
     for (int warp = 0; warp < P_.warps; ++warp) {
       FASTMER_LAUNCH(warp_kernel<S>, grid, kThreads, 0, stream_, I0s_[s], I1s_[s], I1x_, I1y_, cur_u_->u1,
-                     cur_u_->u2, wx_, wy_, grad_, rho_c_, N_, h, w, P_.cubic_a);
+                     cur_u_->u2, wx_, wy_, grad_, rho_c_, N_, h, w, P_.cubic_a, P_.warp_border);
       FASTMER_LAUNCH(reset_errors_kernel, blocks_for(N_), kThreads, 0, stream_, error(k_ + 2), error(k_), N_);
       for (int outer = 0; outer < P_.outer_iterations; ++outer) {
         if (P_.median_size > 1) {
