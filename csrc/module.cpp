@@ -3,7 +3,13 @@
 // includes no torch headers on purpose: see CMakeLists.txt.
 #include <pybind11/pybind11.h>
 
+#include <string>
+
 namespace py = pybind11;
+
+namespace fastmer::ops {
+const char* tvl1_cpu_capability();  // csrc/ops/cpu/tvl1_kernel.cpp
+}
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastmer native ops; the ops live in torch.ops.fastmer";
@@ -23,4 +29,7 @@ PYBIND11_MODULE(_C, m) {
         return info;
       },
       "How this extension was built: torch version, CUDA on/off with archs, compiler, OpenMP.");
+  m.def(
+      "cpu_capability", [] { return std::string(fastmer::ops::tvl1_cpu_capability()); },
+      "The CPU build a CPU tvl1 call runs now: 'avx2' or 'base' (FASTMER_CPU_CAPABILITY=base forces the latter).");
 }

@@ -59,6 +59,14 @@ def build_info() -> dict[str, Any] | None:
     return dict(ext.build_info()) if ext is not None else None
 
 
+def cpu_capability() -> str | None:
+    """The CPU build that CPU TV-L1 runs: ``"avx2"`` (AVX2/FMA/F16C, chosen at run time when
+    the CPU has them) or ``"base"`` (any x86-64, or forced by ``FASTMER_CPU_CAPABILITY=base``);
+    None without the extension."""
+    ext = extension()
+    return str(ext.cpu_capability()) if ext is not None and hasattr(ext, "cpu_capability") else None
+
+
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether ``torch.ops.fastmer.<op>`` has a native kernel for ``device_type`` ('cpu'/'cuda')."""
     if extension() is None or device_type not in DISPATCH_KEYS:

@@ -270,3 +270,22 @@ def test_native_op_checks_its_arguments_too():
         torch.ops.fastmer.tvl1(a, a, 0.25, 0.15, 0.3, 0.0, 0.01, 0.8, 0.0, -0.75, 5, 5, 30, 10, 4, 16, 0, 1, False, -1)
     with pytest.raises(RuntimeError, match="warp_border must be 0"):
         torch.ops.fastmer.tvl1(a, a, 0.25, 0.15, 0.3, 0.0, 0.01, 0.8, 0.0, -0.75, 5, 5, 30, 10, 5, 16, 0, 2, False, -1)
+
+
+def test_avx2_and_baseline_builds_give_identical_flow(monkeypatch):
+    """The CPU kernel is compiled twice (baseline x86-64 and AVX2/FMA/F16C without FP
+    contraction) and picked at run time: both must compute bit-identical flow, in every
+    scheme and with gamma, so a user's features never depend on their CPU's ISA."""
+    from fastmer.ops import _native
+
+    if _native.cpu_capability() != "avx2":
+        pytest.skip(f"this CPU or build runs the {_native.cpu_capability()!r} kernel only: nothing to compare")
+    I0, I1, _ = textured_pairs(3)
+    for params in (TVL1Params(), TVL1Params.ipol(), TVL1Params(gamma=0.3, median_size=3, warps=3),
+                   TVL1Params(scheme="stencil"), TVL1Params(half_state=True)):
+        avx2 = tvl1(I0, I1, params, backend="native")
+        monkeypatch.setenv("FASTMER_CPU_CAPABILITY", "base")
+        assert _native.cpu_capability() == "base"
+        base = tvl1(I0, I1, params, backend="native")
+        monkeypatch.delenv("FASTMER_CPU_CAPABILITY")
+        assert torch.equal(avx2, base), f"{params}: max diff {(avx2 - base).abs().max().item():.3g}"

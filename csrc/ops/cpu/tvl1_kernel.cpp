@@ -1,6 +1,7 @@
 // fastmer::tvl1 on the CPU: a batch of pairs through ATen's OpenMP pool, parallel across
-// pairs (each pair's working set stays in one core's cache) or, when the batch has fewer
-// pairs than threads, across bands of rows within each pair. Every pass is fused and its
+// pairs handed out dynamically (each pair's working set stays in one core's cache, and a
+// slow core takes fewer pairs) or, when the batch has fewer pairs than threads, across
+// bands of rows within each pair. Every pass is fused and its
 // inner loops are branch-free so they vectorise.
 //
 // The inner iteration is one in-place sweep over the rows: the primal step of row y only
@@ -11,6 +12,12 @@
 // parallel and then update the dual field of their last row. Errors are summed per row and
 // then in row order, so the result is identical whatever the number of threads or bands.
 // The Jacobi stencil of the CUDA kernel is available as scheme 1 so CI exercises it too.
+//
+// Compiled twice on x86-64 (CMakeLists.txt), like ATen's CPU_CAPABILITY kernels: for the
+// baseline ISA and with AVX2/FMA/F16C (-ffp-contract=off, so every element's arithmetic is
+// the same IEEE sequence as the baseline's and the CUDA kernels'); the op picks the AVX2
+// build when the CPU has it, unless FASTMER_CPU_CAPABILITY=base. Only the order of the
+// vectorised convergence-error sums differs between the two.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -18,6 +25,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string_view>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -26,7 +36,17 @@
 #include "ops/common/tvl1_host.h"
 #include "ops/tvl1_args.h"
 
+#ifndef FASTMER_CPU_CAPABILITY
+#define FASTMER_CPU_CAPABILITY base
+#endif
+
 namespace fastmer::ops {
+namespace FASTMER_CPU_CAPABILITY {
+
+// The whole solver, for one CPU capability (defined at the end of this file).
+void tvl1_solve(const common::tvl1::Params& P, const float* I0, const float* I1, float* flow, int64_t N, int H, int W,
+                int64_t scheme, bool half_state);
+
 namespace {
 
 using namespace common::tvl1;  // NOLINT: the kernel is all TV-L1 math
@@ -102,6 +122,7 @@ class PairSolver {
     tmp_.resize(n);
     zero_row_.assign(W, S(0.f));
     row_errors_.resize(H);
+    pixel_errors_.resize(n);
     I1x_.resize(n);
     I1y_.resize(n);
     blur_.resize(n);
@@ -225,6 +246,12 @@ class PairSolver {
   // Primal step of row y in place. Needs the dual field of rows y and y - 1 (still the
   // previous iteration's). Returns the row's sum of |u_new - u_old|^2.
   float primal_row(int w, int y, float l_t) {
+    return use_gamma_ ? primal_row<true>(w, y, l_t) : primal_row<false>(w, y, l_t);
+  }
+
+  // Instantiated per gamma use, so that the usual gamma = 0 loop carries no u3/p3 loads.
+  template <bool use_gamma>
+  float primal_row(int w, int y, float l_t) {
     Planes<S>& st = state_;
     const int o = y * w;
     // The row above, or zeros on the first row (p is zero above the image).
@@ -244,30 +271,42 @@ class PairSolver {
     const S* wy = &st.I1wy[o];
     const S* gr = &st.grad[o];
     const S* rc = &st.rho_c[o];
-    const float theta = P_.theta, gamma = P_.gamma;
-    const bool use_gamma = use_gamma_;
-    float err = 0.f;
-    // x = 0 has no left neighbour (p is zero there); the rest is one branch-free loop.
-    auto pixel = [&](int x, float p11l, float p21l, float p31l) __attribute__((always_inline)) {
+    const float theta = P_.theta, gamma = use_gamma ? P_.gamma : 0.f;
+    float* __restrict errors = &pixel_errors_[o];
+    // x = 0 has no left neighbour (p is zero there); the rest is one branch-free loop. The
+    // lambda captures by value and the errors go to a row buffer, summed after the loop in x
+    // order: with a reference capture or an `omp simd reduction`, GCC ran this loop scalar
+    // (2/3 of the time of an iteration), and the fixed order makes the sum the same in
+    // every build.
+    auto pixel = [=](int x, float p11l, float p21l, float p31l) __attribute__((always_inline)) {
       const WarpTerms t{load(wx + x), load(wy + x), load(gr + x), load(rc + x)};
-      const float o1 = load(u1 + x), o2 = load(u2 + x), o3 = use_gamma ? load(u3 + x) : 0.f;
+      const float o1 = load(u1 + x), o2 = load(u2 + x);
+      float o3 = 0.f;
+      if constexpr (use_gamma) o3 = load(u3 + x);
       float n1 = o1, n2 = o2, n3 = o3;
       const float div1 = (load(p11 + x) - p11l) + (load(p12 + x) - load(p12u + x));
       const float div2 = (load(p21 + x) - p21l) + (load(p22 + x) - load(p22u + x));
-      const float div3 = use_gamma ? (load(p31 + x) - p31l) + (load(p32 + x) - load(p32u + x)) : 0.f;
+      float div3 = 0.f;
+      if constexpr (use_gamma) div3 = (load(p31 + x) - p31l) + (load(p32 + x) - load(p32u + x));
       primal_update(n1, n2, n3, t, div1, div2, div3, l_t, theta, gamma);
       store(u1 + x, n1);
       store(u2 + x, n2);
       float e = (n1 - o1) * (n1 - o1) + (n2 - o2) * (n2 - o2);
-      if (use_gamma) {
+      if constexpr (use_gamma) {
         store(u3 + x, n3);
         e += (n3 - o3) * (n3 - o3);
       }
-      return e;
+      errors[x] = e;
     };
-    err += pixel(0, 0.f, 0.f, 0.f);
-#pragma omp simd reduction(+ : err)
-    for (int x = 1; x < w; ++x) err += pixel(x, load(p11 + x - 1), load(p21 + x - 1), use_gamma ? load(p31 + x - 1) : 0.f);
+    pixel(0, 0.f, 0.f, 0.f);
+#pragma omp simd
+    for (int x = 1; x < w; ++x) {
+      float p31l = 0.f;
+      if constexpr (use_gamma) p31l = load(p31 + x - 1);
+      pixel(x, load(p11 + x - 1), load(p21 + x - 1), p31l);
+    }
+    float err = 0.f;
+    for (int x = 0; x < w; ++x) err += errors[x];
     return err;
   }
 
@@ -431,6 +470,7 @@ class PairSolver {
   std::vector<S> tmp_;  // median and up-sampling output
   std::vector<S> zero_row_;
   std::vector<float> row_errors_;
+  std::vector<float> pixel_errors_;  // the sweep's |u_new - u_old|^2, summed per row in x order
   std::vector<float> I1x_, I1y_, blur_, antialiased_, presmooth_, zoom_;
   std::vector<std::vector<float>> I0s_, I1s_;
 };
@@ -440,28 +480,66 @@ void solve_batch(const Params& P, const float* I0, const float* I1, float* flow,
                  int64_t scheme) {
   const int64_t hw = static_cast<int64_t>(H) * W;
   const int threads = at::get_num_threads();
-  // Rows of one pair in parallel when the batch cannot feed every thread, or when bands of
-  // >= 32 rows per thread stay cheap to synchronise: one pair's working set then shares the
-  // caches instead of `threads` pairs competing for them (measured faster on 128x128 and
-  // 256x256 crops with 2 threads). Pairs in parallel otherwise (many cores, small images).
-  if (N >= threads && H < 32 * threads) {
-    // One pair per task: pairs are independent and each one's working set stays in its core's cache.
-    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+  if (N >= threads || threads == 1) {
+    // Pairs in parallel, handed out one at a time from a shared counter: a thread slowed by a
+    // busy core (the decoders beside us in `fastmer extract`, another process) simply takes
+    // fewer pairs, and nobody waits on anybody until the batch is done. (Row bands within a
+    // pair synchronise twice per iteration; under contention each of those waits costs a time
+    // slice, which made the old banded split lose ~75% of its speed to one busy process.)
+    std::atomic<int64_t> next{0};
+    const int64_t workers = std::min<int64_t>(threads, N);
+    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
       PairSolver<S> solver(P, H, W, scheme, /*row_parallel=*/false);
-      for (int64_t n = begin; n < end; ++n) solver.solve(I0 + n * hw, I1 + n * hw, flow + n * 2 * hw);
+      for (int64_t n = next++; n < N; n = next++) solver.solve(I0 + n * hw, I1 + n * hw, flow + n * 2 * hw);
     });
   } else {
+    // Fewer pairs than threads: bands of rows of each pair, so no thread idles.
     PairSolver<S> solver(P, H, W, scheme, /*row_parallel=*/true);
     for (int64_t n = 0; n < N; ++n) solver.solve(I0 + n * hw, I1 + n * hw, flow + n * 2 * hw);
   }
+}
+
+}  // namespace
+
+void tvl1_solve(const Params& P, const float* I0, const float* I1, float* flow, int64_t N, int H, int W, int64_t scheme,
+                bool half_state) {
+  if (half_state)
+    solve_batch<c10::Half>(P, I0, I1, flow, N, H, W, scheme);
+  else
+    solve_batch<float>(P, I0, I1, flow, N, H, W, scheme);
+}
+
+}  // namespace FASTMER_CPU_CAPABILITY
+
+#if !defined(FASTMER_CPU_VARIANT)  // the op itself lives in the baseline build only
+#if defined(FASTMER_CPU_AVX2)
+namespace avx2 {
+void tvl1_solve(const common::tvl1::Params& P, const float* I0, const float* I1, float* flow, int64_t N, int H, int W,
+                int64_t scheme, bool half_state);
+}  // namespace avx2
+#endif
+
+namespace {
+
+// The AVX2 build when this CPU runs it and FASTMER_CPU_CAPABILITY does not say "base".
+bool use_avx2() {
+#if defined(FASTMER_CPU_AVX2)
+  static const bool supported =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const char* forced = std::getenv("FASTMER_CPU_CAPABILITY");
+  return supported && !(forced != nullptr && std::string_view(forced) == "base");
+#else
+  return false;
+#endif
 }
 
 at::Tensor tvl1_cpu(const at::Tensor& I0, const at::Tensor& I1, double tau, double lambda, double theta, double gamma,
                     double epsilon, double scale_step, double presmooth_sigma, double cubic_a, int64_t nscales,
                     int64_t warps, int64_t inner_iterations, int64_t outer_iterations, int64_t median_size,
                     int64_t min_size, int64_t pyramid, int64_t warp_border, bool half_state, int64_t scheme) {
-  const Params P = tvl1_params(I0, I1, tau, lambda, theta, gamma, epsilon, scale_step, presmooth_sigma, cubic_a, nscales,
-                               warps, inner_iterations, outer_iterations, median_size, min_size, pyramid, warp_border);
+  const common::tvl1::Params P =
+      tvl1_params(I0, I1, tau, lambda, theta, gamma, epsilon, scale_step, presmooth_sigma, cubic_a, nscales, warps,
+                  inner_iterations, outer_iterations, median_size, min_size, pyramid, warp_border);
   TORCH_CHECK(scheme >= kSchemeDefault && scheme <= kSchemeStencil, "fastmer::tvl1: unknown scheme ", scheme);
   if (scheme == kSchemeDefault) scheme = kSchemeSweep;
   const at::Tensor a = I0.contiguous(), b = I1.contiguous();
@@ -469,17 +547,25 @@ at::Tensor tvl1_cpu(const at::Tensor& I0, const at::Tensor& I1, double tau, doub
   const int H = static_cast<int>(a.size(1)), W = static_cast<int>(a.size(2));
   at::Tensor flow = at::empty({N, 2, H, W}, a.options());
   if (N == 0) return flow;
-  if (half_state)
-    solve_batch<c10::Half>(P, a.const_data_ptr<float>(), b.const_data_ptr<float>(), flow.mutable_data_ptr<float>(), N,
-                           H, W, scheme);
-  else
-    solve_batch<float>(P, a.const_data_ptr<float>(), b.const_data_ptr<float>(), flow.mutable_data_ptr<float>(), N, H,
-                       W, scheme);
+  const float* pa = a.const_data_ptr<float>();
+  const float* pb = b.const_data_ptr<float>();
+  float* out = flow.mutable_data_ptr<float>();
+#if defined(FASTMER_CPU_AVX2)
+  if (use_avx2()) {
+    avx2::tvl1_solve(P, pa, pb, out, N, H, W, scheme, half_state);
+    return flow;
+  }
+#endif
+  base::tvl1_solve(P, pa, pb, out, N, H, W, scheme, half_state);
   return flow;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastmer, CPU, m) { m.impl("tvl1", &tvl1_cpu); }
+
+// The build a tvl1 call on this CPU runs: "avx2" or "base" (for benchmarks and `fastmer info`).
+const char* tvl1_cpu_capability() { return use_avx2() ? "avx2" : "base"; }
+#endif
 
 }  // namespace fastmer::ops
