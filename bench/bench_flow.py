@@ -100,6 +100,45 @@ def test_face_crops(benchmark, face_pairs, backend, device, size, n):
     run(benchmark, backend, device, I0, I1, truth, TVL1Params() if backend in ("fastmer", "torch", "opencv") else None)
 
 
+@pytest.fixture
+def competitor(request):
+    """Another busy process on this machine, for the contended rows: one Python spinning in
+    a loop (what a decoder thread or a neighbour's job does to our cores)."""
+    import subprocess
+    import sys
+
+    if request.param != "busy":
+        yield None
+        return
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("competitor", ["quiet", "busy"], indirect=True)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n", [32, 256])
+@pytest.mark.parametrize("backend", ["fastmer", "opencv"])
+def test_threads_and_contention(benchmark, face_pairs, competitor, threads, n, backend):
+    """128² face crops with 1 or 2 threads, quiet or beside one busy process (issue 19: fastmer
+    must stay >= 3x OpenCV with the competitor, >= 4x quiet). OpenCV runs its own pool of the
+    same size, one pair at a time, as it is used."""
+    benchmark.group = f"faces 128x128 N={n} threads={threads} {'busy' if competitor else 'quiet'}"
+    I0, I1, truth = (tile(x, n) for x in face_pairs[128])
+    torch_threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    try:
+        run(benchmark, backend, "cpu", I0, I1, truth, TVL1Params())
+    finally:
+        torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(cv_threads)
+    benchmark.extra_info.update(competitor="busy" if competitor else "quiet")
+
+
 RUBBERWHALE = [("fastmer", "cpu", "opencv"), ("fastmer", "cpu", "ipol"), ("opencv", "cpu", "opencv"),
                ("dis", "cpu", None), ("farneback", "cpu", None)]
 if CUDA:

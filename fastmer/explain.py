@@ -514,10 +514,10 @@ def _sample_rows(store: FeatureStore, clip: str, views: tuple[str, ...]) -> tupl
 def _stored_input(store: FeatureStore, config: dict[str, Any], rows: list[int]) -> torch.Tensor:
     """``(1, C, H, W)``: the stored input of one sample, read row by row (as ``model_input`` builds it)."""
     from fastmer.models import InputSpec  # noqa: PLC0415
-    from fastmer.models.inputs import _check_representations, stacked_channels  # noqa: PLC0415
+    from fastmer.models.inputs import check_representations, stacked_channels  # noqa: PLC0415
 
     spec = InputSpec.from_json(config["input"])
-    _check_representations(store, spec)
+    check_representations(store, spec)
     views = tuple(config.get("views") or ())
     parts = [np.asarray(_row_tensor(store, name, row), dtype=np.float32) for row in rows for name in spec.representations]
     channels = tuple(c for name in spec.representations for c in store.representations[name]["channels"])
@@ -626,7 +626,7 @@ def explain_clip(run: str | Path, clip: str, *, target: str | None = None, layer
     import fastmer.store as fstore  # noqa: PLC0415
     from fastmer.models import InputSpec  # noqa: PLC0415
     from fastmer.models.inputs import network_channels  # noqa: PLC0415
-    from fastmer.viz import _clip_metadata  # noqa: PLC0415
+    from fastmer.viz import clip_metadata  # noqa: PLC0415
 
     run = _check_run(run)
     final_config = _read_json(run / "model.json")
@@ -707,7 +707,7 @@ def explain_clip(run: str | Path, clip: str, *, target: str | None = None, layer
             attention = {"grid": list(maps.grid), "directions": [
                 {"queries": names[i], "keys": names[1 - i], "received": maps.received(i)[0].numpy(),
                  "weights": maps.weights[i][0].numpy()} for i in range(2)]}
-    metadata = _clip_metadata(feature_store, rows[0])
+    metadata = clip_metadata(feature_store, rows[0])
     keyframes = _keyframes(feature_store, rows[0])
     if keyframes is None:
         notes.append(f"no key-frame crops: store {store_path} has no keyframes column (format before v4, or synthetic)")
@@ -723,13 +723,13 @@ def explain_clip(run: str | Path, clip: str, *, target: str | None = None, layer
 
 def _keyframes(store: FeatureStore, row: int) -> dict[str, np.ndarray] | None:
     """The clip's key-frame crops by name (onset, apex, offset), uint8 ``(H, W)`` or ``(H, W, 3)``."""
-    from fastmer.viz import KEYFRAME_NAMES, KEYFRAMES, _channels, to_uint8  # noqa: PLC0415
+    from fastmer.viz import KEYFRAME_NAMES, KEYFRAMES, column_channels, to_uint8  # noqa: PLC0415
 
     if KEYFRAMES not in store.table.column_names:
         return None
     frames = _row_tensor(store, KEYFRAMES, row)
     frames = frames[None] if frames.ndim == 2 else frames
-    names = _channels(store, KEYFRAMES) or KEYFRAME_NAMES[: len(frames)]
+    names = column_channels(store, KEYFRAMES) or KEYFRAME_NAMES[: len(frames)]
     if len(names) != len(frames):
         names = tuple(f"frame{i}" for i in range(len(frames)))
     order = [names.index(n) for n in KEYFRAME_NAMES if n in names] or list(range(len(frames)))
@@ -772,7 +772,8 @@ def _resize(cam: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return F.interpolate(tensor, size=tuple(hw), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
 
 
-def _safe(name: str) -> str:
+def file_safe(name: str) -> str:
+    """``name`` (e.g. a clip's uid) as a file name: runs of other characters become ``_``."""
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 
@@ -799,7 +800,7 @@ def write_explanation(explanation: Explanation, out_dir: str | Path, *, scale: i
     Returns:
         The paths written, ``explanation.json`` last.
     """
-    from fastmer.viz import Panel, _scaled, compose, plot_bars, to_uint8, write_png  # noqa: PLC0415
+    from fastmer.viz import Panel, compose, plot_bars, to_uint8, upscale, write_png  # noqa: PLC0415
 
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
@@ -835,10 +836,10 @@ def write_explanation(explanation: Explanation, out_dir: str | Path, *, scale: i
         row = []
         for name in c.channels:
             channel = to_uint8(e.network_input[index[name]])
-            row.append(Panel(f"{label(c)}/{name}", _scaled(channel, scale), (name,), {"channel": name}))
-            row.append(Panel(f"{label(c)}/{name}+cam", _scaled(_overlay(channel, c.map), scale), (f"{name} + CAM",),
+            row.append(Panel(f"{label(c)}/{name}", upscale(channel, scale), (name,), {"channel": name}))
+            row.append(Panel(f"{label(c)}/{name}+cam", upscale(_overlay(channel, c.map), scale), (f"{name} + CAM",),
                              {"channel": name, "layer": c.layer}))
-        row.append(Panel(f"{label(c)}/cam", _scaled(_overlay(np.zeros(c.map.shape, np.uint8), c.map, 1.0), scale),
+        row.append(Panel(f"{label(c)}/cam", upscale(_overlay(np.zeros(c.map.shape, np.uint8), c.map, 1.0), scale),
                          (f"CAM {label(c)}", c.layer), {"layer": c.layer, "stream": c.stream}))
         rows.append(row)
     emit("gradcam.png", "grad-cam", rows, title)
@@ -862,11 +863,11 @@ def write_explanation(explanation: Explanation, out_dir: str | Path, *, scale: i
                 tokens = np.repeat(np.repeat(shown, -(-channel.shape[0] // shown.shape[0]), axis=0),
                                    -(-channel.shape[1] // shown.shape[1]), axis=1)[: channel.shape[0], : channel.shape[1]]
                 info = {"channel": name, "queries": direction["queries"], "received_range": [lo, hi]}
-                row.append(Panel(f"{direction['queries']}->{name}", _scaled(_overlay(channel, _resize(shown, channel.shape)),
+                row.append(Panel(f"{direction['queries']}->{name}", upscale(_overlay(channel, _resize(shown, channel.shape)),
                                                                               scale),
                                  (f"{name} + attention", f"from {direction['queries']} tokens"), info))
                 row.append(Panel(f"{direction['queries']}->{name}/tokens",
-                                 _scaled(_overlay(np.zeros(channel.shape, np.uint8), tokens, 1.0), scale),
+                                 upscale(_overlay(np.zeros(channel.shape, np.uint8), tokens, 1.0), scale),
                                  (f"received per token ({shown.shape[0]}x{shown.shape[1]})", caption), info))
             rows.append(row)
         emit("attention.png", "attention", rows, f"{uid}  DIANet cross-attention each stream's tokens receive "

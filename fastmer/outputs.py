@@ -99,12 +99,17 @@ def _json_file(path: Path) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+# What marks a feature store: its metadata file and the format it names (defined here, where
+# outputs are recognised, and taken by fastmer.store.schema as its META_FILE and FORMAT, so the
+# store's writer can use this module without it importing the store back).
+STORE_META_FILE = "store.json"
+STORE_FORMAT = "fastmer-store"
+
+
 def is_store(path: str | Path) -> bool:
     """A fastmer feature store: ``store.json`` of format ``fastmer-store`` (any version)."""
-    from fastmer.store.schema import FORMAT, META_FILE  # noqa: PLC0415  (pyarrow only when asked)
-
-    meta = _json_file(Path(path) / META_FILE)
-    return meta is not None and meta.get("format") == FORMAT
+    meta = _json_file(Path(path) / STORE_META_FILE)
+    return meta is not None and meta.get("format") == STORE_FORMAT
 
 
 # What `fastmer train` writes at the top of a run directory (run.py), any one of which marks a run.

@@ -383,7 +383,8 @@ def _row_tensor(store: FeatureStore, name: str, row: int) -> np.ndarray:
     return chunks[0].to_numpy_ndarray()[0]
 
 
-def _channels(store: FeatureStore, name: str) -> tuple[str, ...] | None:
+def column_channels(store: FeatureStore, name: str) -> tuple[str, ...] | None:
+    """The channel names of column ``name`` (a representation's, or recorded in its field metadata), or None."""
     if name in store.representations:
         return store.channels(name)
     metadata = store.table.schema.field(name).metadata or {}
@@ -392,7 +393,8 @@ def _channels(store: FeatureStore, name: str) -> tuple[str, ...] | None:
     return None
 
 
-def _clip_metadata(store: FeatureStore, row: int) -> dict[str, Any]:
+def clip_metadata(store: FeatureStore, row: int) -> dict[str, Any]:
+    """Row ``row``'s identity and key frames (uid, dataset, ..., apex, labels, face box...), as the store has them."""
     names = ("uid", "dataset", "subject", "clip_id", "view", "onset", "apex", "offset", "apex_source", "labels",
              "action_units", "face_box", "face_angle", "decoder", "source")
     present = [n for n in names if n in store.table.column_names]
@@ -400,7 +402,8 @@ def _clip_metadata(store: FeatureStore, row: int) -> dict[str, Any]:
     return {"row": row, **values}
 
 
-def _scaled(image: np.ndarray, scale: int) -> np.ndarray:
+def upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """``image`` enlarged ``scale`` times, each pixel repeated (nearest neighbour)."""
     if scale == 1:
         return image
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
@@ -415,7 +418,7 @@ def _keyframe_panels(store: FeatureStore, row: int, meta: dict[str, Any], scale:
     frames = _row_tensor(store, KEYFRAMES, row)
     if frames.ndim == 2:
         frames = frames[None]
-    names = _channels(store, KEYFRAMES) or KEYFRAME_NAMES[: len(frames)]
+    names = column_channels(store, KEYFRAMES) or KEYFRAME_NAMES[: len(frames)]
     if len(names) != len(frames):
         names = tuple(f"frame{i}" for i in range(len(frames)))
     order = [names.index(n) for n in KEYFRAME_NAMES if n in names] or list(range(len(frames)))
@@ -428,7 +431,7 @@ def _keyframe_panels(store: FeatureStore, row: int, meta: dict[str, Any], scale:
         pixels = image if image.dtype == np.uint8 else to_uint8(image)
         label = names[i]
         caption = (f"{label} {meta[label]}",) if label in meta else (label,)
-        panels.append(Panel(label, _scaled(pixels, scale), caption,
+        panels.append(Panel(label, upscale(pixels, scale), caption,
                             {"source": KEYFRAMES, "channel": label, "frame": meta.get(label)}))
     return panels
 
@@ -439,14 +442,14 @@ def _flow_panels(name: str, tensor: np.ndarray, channels: tuple[str, ...], scale
         flow = np.stack([tensor[channels.index(u)], tensor[channels.index(v)]], axis=-1)
         mag = np.hypot(flow[..., 0], flow[..., 1])
         largest = float(mag[np.isfinite(mag)].max()) if np.isfinite(mag).any() else 0.0
-        row = [Panel(f"{label}/flow", _scaled(flow_to_color(flow), scale), (f"{label} flow", f"max {_fmt(largest)}"),
+        row = [Panel(f"{label}/flow", upscale(flow_to_color(flow), scale), (f"{label} flow", f"max {_fmt(largest)}"),
                      {"source": name, "channels": [u, v], "max_flow": largest})]
         for kind, channel in (("magnitude", magnitude), ("strain", strain)):
             if channel is None:
                 continue
             values = tensor[channels.index(channel)].astype(np.float64)
             top = _range(np.abs(values))[1]
-            row.append(Panel(f"{label}/{kind}", _scaled(colorize_magnitude(values), scale),
+            row.append(Panel(f"{label}/{kind}", upscale(colorize_magnitude(values), scale),
                              (f"{kind} ({channel})", f"0..{_fmt(top)}"), {"source": name, "channels": [channel],
                                                                          "range": [0.0, top], "colormap": "inferno"}))
         rows.append(row)
@@ -461,7 +464,7 @@ def _channel_panels(name: str, tensor: np.ndarray, channels: Sequence[str], scal
         values = tensor[i].astype(np.float64)
         lo, hi = _range(values)
         caption = (f"{name}/{channel}" if prefix else channel, f"{_fmt(lo)}..{_fmt(hi)}")
-        panels.append(Panel(f"{name}/{channel}", _scaled(to_uint8(values), scale), caption,
+        panels.append(Panel(f"{name}/{channel}", upscale(to_uint8(values), scale), caption,
                             {"source": name, "channels": [channel], "range": [lo, hi], "colormap": "gray"}))
     return panels
 
@@ -500,7 +503,7 @@ def render_clip(
         raise LookupError(f"row {row} out of range: {store.path} has {len(store)} clips")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = _clip_metadata(store, row)
+    meta = clip_metadata(store, row)
     uid = meta["uid"]
     columns = set(store.table.column_names)
     written: list[Path] = []

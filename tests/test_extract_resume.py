@@ -99,15 +99,15 @@ def test_resuming_a_complete_store_skips_everything(tiny_corpus, clean, tmp_path
     extract(clips, out, ExtractConfig(**CONFIG), log=lambda line: None)
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*.parquet")}
     lines = []
-    import fastmer.extract as fextract
+    from fastmer.executors import local
 
     calls = []
-    original = fextract.process_clip
-    fextract.process_clip = lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs)
+    original = local.process_clip
+    local.process_clip = lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs)
     try:
         summary = extract(clips, out, ExtractConfig(**CONFIG), log=lines.append)
     finally:
-        fextract.process_clip = original
+        local.process_clip = original
     assert (summary.n_skipped, summary.n_ok, summary.n_failed, summary.n_rows) == (9, 0, 0, 0)
     assert calls == []  # not even decoded
     assert any(line.startswith(f"resuming {out}: 9 of 9 clips already stored") for line in lines)

@@ -11,11 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 import fastmer.extract as extraction
+import fastmer.pipeline as pipeline
 from fastmer.cli import main
 from fastmer.config import ExtractConfig
 from fastmer.datasets import load
 from fastmer.decode import open_clip_frames
 from fastmer.decode.source import FrameSource
+from fastmer.executors import local
 from fastmer.face import crop_clip, locate_face, make_detector
 from fastmer.phases import motion_curve
 from fastmer.phases.cuts import find_jump
@@ -45,7 +47,7 @@ def whole_clip(clip, detector, config):
 
 @pytest.mark.parametrize(("face_box", "align"), [("onset", False), ("union", True)])
 def test_streamed_clip_equals_the_whole_clip(long_corpus, monkeypatch, face_box, align):
-    monkeypatch.setattr(extraction, "CHUNK_BYTES", 1)  # the smallest chunks: 8 frames
+    monkeypatch.setattr(pipeline, "CHUNK_BYTES", 1)  # the smallest chunks: 8 frames
     asked = []
     read = FrameSource.read
 
@@ -59,7 +61,7 @@ def test_streamed_clip_equals_the_whole_clip(long_corpus, monkeypatch, face_box,
     detector, _ = make_detector("haar")
     for clip in load("casme2", long_corpus):
         asked.clear()
-        result = extraction.process_clip(clip, detector, config)
+        result = pipeline.process_clip(clip, detector, config)
         assert not result.error, result.error
         (row, crops), = result.views
         assert max(asked) == 8 and sum(asked) >= len(crops), asked  # never the whole clip at once
@@ -76,7 +78,7 @@ def test_full_size_frames_are_never_held_whole(long_corpus, monkeypatch):
     """numpy's allocations (decoded frames, crops) are traced: the whole-clip read needs its
     T x 640 x 480 bytes, the streamed extraction one chunk's (16 frames here) and the crops."""
     frame_bytes = 640 * 480
-    monkeypatch.setattr(extraction, "CHUNK_BYTES", 16 * frame_bytes)
+    monkeypatch.setattr(pipeline, "CHUNK_BYTES", 16 * frame_bytes)
     config = ExtractConfig(face_detector="haar", size=SIZE, decoder="opencv")
     detector, _ = make_detector("haar")
     clip = load("casme2", long_corpus)[0]
@@ -88,7 +90,7 @@ def test_full_size_frames_are_never_held_whole(long_corpus, monkeypatch):
         del frames
         tracemalloc.reset_peak()
         start, _ = tracemalloc.get_traced_memory()
-        result = extraction.process_clip(clip, detector, config)
+        result = pipeline.process_clip(clip, detector, config)
         _, streamed_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -105,8 +107,8 @@ def test_a_clip_longer_than_max_frames_is_refused_before_decoding(long_corpus, m
 
     clips = load("casme2", long_corpus)
     config = ExtractConfig(face_detector="haar", size=SIZE, max_frames=100)
-    monkeypatch.setattr(extraction, "open_clip_frames", no_decoding)
-    result = extraction.process_clip(clips[0], make_detector("haar")[0], config)
+    monkeypatch.setattr(pipeline, "open_clip_frames", no_decoding)
+    result = pipeline.process_clip(clips[0], make_detector("haar")[0], config)
     assert result.stage == "annotation" and not result.views
     assert f"{len(range(clips[0].onset, clips[0].offset + 1))} frames onset..offset, more than max_frames 100" in result.error
     assert "--max-frames" in result.error
@@ -125,7 +127,7 @@ def test_a_clip_longer_than_max_frames_is_refused_before_decoding(long_corpus, m
 
 def test_long_clips_cut_the_batch_short_and_spent_crops_are_dropped(long_corpus, monkeypatch, tmp_path):
     batches = []
-    call = extraction.FeatureStage.__call__
+    call = pipeline.FeatureStage.__call__
 
     def recording(self, results):
         batches.append(len(results))
@@ -133,12 +135,12 @@ def test_long_clips_cut_the_batch_short_and_spent_crops_are_dropped(long_corpus,
         assert all(crops is None for result in results for _, crops in result.views)  # let go once used
         return out
 
-    monkeypatch.setattr(extraction.FeatureStage, "__call__", recording)
-    monkeypatch.setattr(extraction, "BATCH_CROP_BYTES", 50 * SIZE * SIZE)  # one clip (> 100 frames) fills a batch
+    monkeypatch.setattr(pipeline.FeatureStage, "__call__", recording)
+    monkeypatch.setattr(local, "BATCH_CROP_BYTES", 50 * SIZE * SIZE)  # one clip (> 100 frames) fills a batch
     config = ExtractConfig(face_detector="haar", size=SIZE, representations=("flow_onset_apex", "dynamic_image"))
     summary = extraction.extract(load("casme2", long_corpus), tmp_path / "store", config, log=lambda line: None)
     assert summary.n_ok == 2 and batches == [1, 1]
     batches.clear()
-    monkeypatch.setattr(extraction, "BATCH_CROP_BYTES", 10 * 160 * SIZE * SIZE)
+    monkeypatch.setattr(local, "BATCH_CROP_BYTES", 10 * 160 * SIZE * SIZE)
     summary = extraction.extract(load("casme2", long_corpus), tmp_path / "store2", config, log=lambda line: None)
     assert summary.n_ok == 2 and batches == [2]  # within the budget: --batch-size decides

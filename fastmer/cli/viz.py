@@ -76,10 +76,10 @@ def command(store, clip, out, scale, target, layer, store_override):
 
 
 def _explain(run, clip, out, scale, target, layer, store_override) -> None:
-    from fastmer.explain import _safe, explain_clip, run_store_path, write_explanation  # noqa: PLC0415
+    from fastmer.explain import explain_clip, file_safe, run_store_path, write_explanation  # noqa: PLC0415
     from fastmer.outputs import check_not_an_input  # noqa: PLC0415
 
-    out = Path(out) if out is not None else Path("explanations") / _safe(clip)
+    out = Path(out) if out is not None else Path("explanations") / file_safe(clip)
     try:
         store = Path(store_override) if store_override is not None else run_store_path(run)
         check_not_an_input(out, [run, store])  # never write into the run or its store

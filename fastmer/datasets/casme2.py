@@ -26,8 +26,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastmer.datasets._common import AnnotationTable, cell_text, list_frames, read_sheet, require_columns
 from fastmer.datasets.clip import Clip
+from fastmer.datasets.common import AnnotationTable, cell_text, list_frames, read_sheet, require_columns
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.report import ClipList, Defect, LoadReport
 

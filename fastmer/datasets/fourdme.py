@@ -45,7 +45,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastmer.datasets._common import (
+from fastmer.datasets.clip import VIDEO_EXTENSIONS, Clip
+from fastmer.datasets.common import (
     AnnotationTable,
     FrameCache,
     cell_text,
@@ -57,7 +58,6 @@ from fastmer.datasets._common import (
     require_columns,
     require_root,
 )
-from fastmer.datasets.clip import VIDEO_EXTENSIONS, Clip
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.report import ClipList, LoadReport
 

@@ -22,7 +22,7 @@ Columns (names matched ignoring case and punctuation; extra columns ignored):
   lists no frames for them (``frame_numbers``/``frame_paths`` stay empty). A number is an
   integer or an integral float (``123.0``, as pandas writes an integer column holding a
   blank), as a number or as text; blank is an empty cell, NaN or a placeholder (``/``,
-  ``-``, ``n/a``: :data:`~fastmer.datasets._common.BLANK_CELLS`). Any other
+  ``-``, ``n/a``: :data:`~fastmer.datasets.common.BLANK_CELLS`). Any other
   value (``abc``, ``123.5``, a negative number such as ``-5`` or ``-1``) is not taken as
   blank: the row is excluded as ``frame_number_invalid``.
 * optional columns: ``dataset`` (default ``"manifest"``), ``clip_id`` (default: the
@@ -49,7 +49,8 @@ import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from fastmer.datasets._common import (
+from fastmer.datasets.clip import VIDEO_EXTENSIONS, VIEWS, Clip
+from fastmer.datasets.common import (
     AnnotationTable,
     SheetRow,
     cell_text,
@@ -57,7 +58,6 @@ from fastmer.datasets._common import (
     match_columns,
     require_columns,
 )
-from fastmer.datasets.clip import VIDEO_EXTENSIONS, VIEWS, Clip
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.report import ClipList, LoadReport
 
@@ -94,7 +94,7 @@ def _records(lines: Iterable[str], delimiter: str) -> Iterator[tuple[int, list[s
 def read_table(path: Path) -> list[SheetRow]:
     """Rows of a CSV or Parquet manifest as dicts keyed by column (ValueError naming the file).
 
-    Each row is a :class:`~fastmer.datasets._common.SheetRow` numbered by the line it
+    Each row is a :class:`~fastmer.datasets.common.SheetRow` numbered by the line it
     starts on (CSV/TSV; the header is line 1, blank lines count) or its 1-based record
     number (Parquet). CSV/TSV rows without any non-blank cell are left out.
     """

@@ -64,8 +64,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from fastmer.datasets import casme2, samm, smic
-from fastmer.datasets._common import find_child
 from fastmer.datasets.clip import Clip
+from fastmer.datasets.common import find_child
 from fastmer.datasets.labels import get_protocol
 from fastmer.datasets.report import ClipList, LoadReport
 

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastmer.datasets._common import (
+from fastmer.datasets.clip import Clip
+from fastmer.datasets.common import (
     AnnotationTable,
     cell_text,
     explicit_file,
@@ -47,7 +48,6 @@ from fastmer.datasets._common import (
     require_columns,
     require_root,
 )
-from fastmer.datasets.clip import Clip
 from fastmer.datasets.labels import normalize_emotion, split_labels
 from fastmer.datasets.report import ClipList, LoadReport
 

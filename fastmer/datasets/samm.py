@@ -36,7 +36,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastmer.datasets._common import (
+from fastmer.datasets.clip import Clip
+from fastmer.datasets.common import (
     AnnotationTable,
     cell_text,
     explicit_file,
@@ -49,7 +50,6 @@ from fastmer.datasets._common import (
     require_columns,
     require_root,
 )
-from fastmer.datasets.clip import Clip
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.report import ClipList, Defect, LoadReport
 

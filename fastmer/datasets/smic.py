@@ -25,8 +25,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastmer.datasets._common import find_child, list_frames, note_defects, require_root
 from fastmer.datasets.clip import Clip
+from fastmer.datasets.common import find_child, list_frames, note_defects, require_root
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.report import ClipList, LoadReport
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastmer.datasets._common import note_defects, unique_clip_id
 from fastmer.datasets.clip import VIDEO_EXTENSIONS, Clip
+from fastmer.datasets.common import note_defects, unique_clip_id
 from fastmer.datasets.report import ClipList, Defect, LoadReport
 from fastmer.errors import ClipError
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastmer.config import DECODERS as ENGINE_OPTIONS
+from fastmer.choices import DECODERS as ENGINE_OPTIONS
 from fastmer.decode import dali as _dali
 from fastmer.decode import pyav as _pyav
 from fastmer.decode.opencv import OpenCVImages, OpenCVVideo

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastmer.config import VIEW_MODES
+from fastmer.choices import VIEW_MODES
 
 if TYPE_CHECKING:  # torch is not imported by fastmer.decode
     import numpy as np

@@ -1,20 +1,22 @@
 """``fastmer extract --executor ray``: the extraction's two compute stages on Ray Data.
 
 The clips become a Ray dataset; two ``map_batches`` stages with an actor pool each do
-what the local executor's threads do:
+what the local executor's threads do (:mod:`fastmer.executors.local`):
 
 1. *clips* (``decode_actors`` CPU actors, one clip per call): decode, views, face box,
-   crop, motion curve and apex (:func:`fastmer.extract.process_clip`); each actor builds
+   crop, motion curve and apex (:func:`fastmer.pipeline.process_clip`); each actor builds
    its face detector once. These actors hold no GPU, so they decode on the CPU (DALI's
    CPU decoders, PyAV or OpenCV).
 2. *features* (``feature_actors`` actors, ``gpus_per_actor`` GPUs each, ``batch_size``
    clips per call): one TV-L1 call for all the batch's pairs and every representation
-   (:class:`fastmer.extract.FeatureStage`), on the actor's GPU when it has one.
+   (:class:`fastmer.pipeline.FeatureStage`), on the actor's GPU when it has one.
 
 Ray Data streams blocks between the stages with backpressure, so memory stays bounded,
 and keeps the clips' order (``preserve_order``): the driver receives the results in
 corpus order and writes them with the same :class:`~fastmer.store.writer.StoreWriter`
 as the local executor: the same atomic shards, the same resume, the same store.
+``fastmer infer --executor ray`` adds a third, scoring stage to the same dataset
+(:func:`stages`; :mod:`fastmer.engine.ray`).
 
 On a cluster: start Ray on every machine (``ray start --head`` on one,
 ``ray start --address=HEAD:6379`` on the others), install fastmer (built against the
@@ -37,7 +39,7 @@ from fastmer.config import ExtractConfig
 
 if TYPE_CHECKING:
     from fastmer.datasets.clip import Clip
-    from fastmer.extract import _ClipResult
+    from fastmer.pipeline import ClipResult
 
 
 def _import_ray() -> Any:
@@ -61,18 +63,18 @@ class _ClipStage:
         self.detector, _ = make_detector(config.face_detector, config.face_model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from fastmer.extract import process_clip  # noqa: PLC0415
+        from fastmer.pipeline import process_clip  # noqa: PLC0415
 
         todo = [self.clips[int(k)] for k in batch["id"]]
         results = [process_clip(clip, self.detector, self.config, "cpu") for _, clip in todo]
-        return {"index": np.array([index for index, _ in todo], np.int64), "result": _objects(results)}
+        return {"index": np.array([index for index, _ in todo], np.int64), "result": object_array(results)}
 
 
 class _FeatureStage:
     """Ray actor: stage 2 for a batch of clips; the crops are dropped once used."""
 
     def __init__(self, config: ExtractConfig, device: str, threads: int) -> None:
-        from fastmer.extract import FeatureStage, resolve_device  # noqa: PLC0415
+        from fastmer.pipeline import FeatureStage, resolve_device  # noqa: PLC0415
 
         self.stage = FeatureStage(config, resolve_device(device), threads)
 
@@ -84,19 +86,20 @@ class _FeatureStage:
         # The batch's totals ride on its first row, so the driver adds each batch once.
         first = np.zeros(n, bool)
         first[0] = True
-        return {"index": batch["index"], "result": _objects(results), "first": first,
+        return {"index": batch["index"], "result": object_array(results), "first": first,
                 "pairs": np.full(n, pairs), "flow": np.full(n, seconds["flow"]),
                 "representations": np.full(n, seconds["representations"]),
                 "elapsed": np.full(n, time.perf_counter() - begin)}
 
 
-def _objects(items: list[Any]) -> np.ndarray:
+def object_array(items: list[Any]) -> np.ndarray:
+    """``items`` as a 1-D object array (a column of Python objects in a Ray Data batch)."""
     array = np.empty(len(items), dtype=object)
     array[:] = items
     return array
 
 
-def _start(address: str | None) -> Any:
+def start(address: str | None) -> Any:
     """Ray, initialised (a local instance, or the cluster at ``address``), quiet."""
     ray = _import_ray()
     # Ray Data's own INFO lines and bars would interleave with fastmer's progress bar.
@@ -110,7 +113,7 @@ def _start(address: str | None) -> Any:
     return ray
 
 
-def _extraction(
+def stages(
     ray: Any,
     todo: dict[int, Clip],
     config: ExtractConfig,
@@ -120,8 +123,9 @@ def _extraction(
     gpus_per_actor: float | None,
     reserved_cpus: int = 0,
 ) -> Any:
-    """The Ray dataset of stages 1 and 2 (see :func:`run`); ``reserved_cpus``: held by a
-    later stage's actors, so the CPU actors here must leave them free."""
+    """The Ray dataset of stages 1 and 2 (see :func:`run`), for :func:`run` or a later stage
+    (:mod:`fastmer.engine.ray` scores it); ``reserved_cpus``: held by a later stage's actors,
+    so the CPU actors here must leave them free."""
     for name, value in (("decode_actors", decode_actors), ("feature_actors", feature_actors)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -171,7 +175,7 @@ def run(
     decode_actors: int | None = None,
     feature_actors: int | None = None,
     gpus_per_actor: float | None = None,
-) -> Iterator[tuple[int, _ClipResult]]:
+) -> Iterator[tuple[int, ClipResult]]:
     """Stages 1 and 2 of :func:`fastmer.extract.extract` on Ray Data, results in corpus order.
 
     Args:
@@ -192,129 +196,13 @@ def run(
         RuntimeError: Ray is not installed.
         ValueError: a bad actor count or GPU share.
     """
-    ray = _start(address)
+    ray = start(address)
     if not todo:
         return
-    dataset = _extraction(ray, todo, config, workers, decode_actors, feature_actors, gpus_per_actor)
+    dataset = stages(ray, todo, config, workers, decode_actors, feature_actors, gpus_per_actor)
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
         for k in range(len(batch["index"])):
             if batch["first"][k]:
                 on_batch(int(batch["pairs"][k]), {"flow": float(batch["flow"][k]),
                                                   "representations": float(batch["representations"][k])})
             yield int(batch["index"][k]), batch["result"][k]
-
-
-# --- fastmer infer --executor ray ------------------------------------------------------------
-
-class _ScoreStage:
-    """Ray actor holding one engine: scores a store's shards, or extracted clips, per call."""
-
-    def __init__(self, engine: str, device: str, batch_size: int, meta: dict[str, Any] | None = None,
-                 specs: Any = None, params: dict[str, Any] | None = None) -> None:
-        from fastmer.engine.score import open_engine  # noqa: PLC0415
-
-        self.engine = open_engine(engine, device=device)
-        self.batch_size = batch_size
-        self.meta, self.specs, self.params = meta, specs, params
-
-    def _rows(self, store: Any) -> tuple[list[dict[str, Any]], float]:
-        from fastmer.engine.score import score_samples  # noqa: PLC0415
-
-        return score_samples(self.engine, store, batch_size=self.batch_size)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from fastmer.engine.score import error_row  # noqa: PLC0415
-        from fastmer.extract import results_store  # noqa: PLC0415
-
-        begin = time.perf_counter()
-        if "shard" in batch:  # a feature store's shard files
-            import pyarrow.parquet as pq  # noqa: PLC0415
-
-            from fastmer.store.reader import FeatureStore  # noqa: PLC0415
-
-            rows, busy = [], 0.0
-            for shard in batch["shard"]:
-                scored, seconds = self._rows(FeatureStore.from_table(pq.read_table(shard), self.meta, shard))
-                rows += scored
-                busy += seconds
-        else:  # clips extracted by the stages before
-            pairs = list(zip(batch["index"].tolist(), batch["result"], strict=True))
-            rows = [error_row(r.row, r.stage, r.error, i) for i, r in pairs if not r.views]
-            good = [(i, r) for i, r in pairs if r.views]
-            busy = 0.0
-            if good:
-                scored, busy = self._rows(results_store(good, self.specs, self.params, f"<{len(good)} clips>"))
-                rows += scored
-        n = max(1, len(rows))
-        return {"row": _objects(rows or [None]), "engine": np.full(n, busy / n),
-                "elapsed": np.full(n, (time.perf_counter() - begin) / n)}
-
-
-def score(
-    engine: str,
-    out_rows: Callable[[dict[str, Any]], None],
-    *,
-    store: Any = None,
-    todo: dict[int, Clip] | None = None,
-    config: ExtractConfig | None = None,
-    params: dict[str, Any] | None = None,
-    device: str = "auto",
-    batch_size: int = 256,
-    workers: int = 1,
-    address: str | None = None,
-    engines: int | None = None,
-    gpus_per_engine: float | None = None,
-    decode_actors: int | None = None,
-    feature_actors: int | None = None,
-) -> float:
-    """``fastmer infer --executor ray``: one engine per actor (per GPU on a GPU cluster).
-
-    Scores a feature ``store`` (its shards are the tasks; the views of a clip never span
-    two) or the clips ``todo`` (extracted by the two stages of :func:`run` with
-    ``config``, then scored without touching disk). Each prediction row goes to
-    ``out_rows`` as it arrives; returns the engines' busy seconds.
-
-    Args:
-        engine: engine path (``.onnx`` or run directory) readable on every node.
-        engines: scoring actors [default: one per GPU, else 1].
-        gpus_per_engine: GPUs per scoring actor [default: 1 when the cluster has GPUs
-            and ``device`` is not ``cpu``, else 0].
-    """
-    ray = _start(address)
-    if engines is not None and engines < 1:
-        raise ValueError(f"engines must be >= 1, got {engines}")
-    resources = ray.cluster_resources()
-    cluster_gpus = int(resources.get("GPU", 0))
-    if gpus_per_engine is None:
-        gpus_per_engine = 1.0 if cluster_gpus and device != "cpu" else 0.0
-    engines = engines or (max(1, int(cluster_gpus / gpus_per_engine)) if gpus_per_engine else 1)
-    engine_device = "cuda" if gpus_per_engine else "cpu"
-    kwargs: dict[str, Any] = {"engine": str(engine), "device": engine_device, "batch_size": batch_size}
-    if store is not None:
-        from fastmer.store import schema  # noqa: PLC0415
-
-        shards = sorted(str(p) for p in (store.path / schema.CLIPS_DIR).glob("part-*.parquet"))
-        if not shards:
-            return 0.0
-        dataset = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-        kwargs["meta"] = store.meta
-        per_call = 1
-    else:
-        if not todo:
-            return 0.0
-        from fastmer.extract import representation_specs  # noqa: PLC0415
-
-        dataset = _extraction(ray, todo, config, workers, decode_actors, feature_actors, None,
-                              reserved_cpus=0 if gpus_per_engine else engines)
-        kwargs.update(specs=representation_specs(config), params=params)
-        per_call = config.batch_size
-    dataset = dataset.map_batches(_ScoreStage, batch_size=per_call, fn_constructor_kwargs=kwargs,
-                                  compute=ray.data.ActorPoolStrategy(size=engines), num_gpus=gpus_per_engine,
-                                  num_cpus=0 if gpus_per_engine else 1)
-    busy = 0.0
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-        busy += float(batch["engine"].sum())
-        for row in batch["row"]:
-            if row is not None:
-                out_rows(row)
-    return busy

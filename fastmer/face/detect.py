@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fastmer.config import FACE_DETECTORS
+from fastmer.choices import FACE_DETECTORS
 from fastmer.errors import ClipError
 from fastmer.face.crop import FaceBox
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmer.config import FACE_BOX_MODES
+from fastmer.choices import FACE_BOX_MODES
 from fastmer.errors import ClipError
 from fastmer.face.crop import FaceBox, square_box, union_box
 from fastmer.face.detect import Face, FaceDetector, WholeFrameDetector, iou

@@ -228,7 +228,8 @@ class InputAdapter(nn.Module):
         return x
 
 
-def _check_representations(store: Any, spec: InputSpec) -> None:
+def check_representations(store: Any, spec: InputSpec) -> None:
+    """Raise ValueError naming the representations ``spec`` reads that ``store`` lacks."""
     missing = [name for name in spec.representations if name not in store.representations]
     if missing:
         raise ValueError(f"the model needs {', '.join(map(repr, missing))}, not in store {store.path} "
@@ -242,7 +243,7 @@ def store_layout(store: Any, spec: InputSpec, view_layout: str = "stack"
 
     ``view_layout`` (``"stack"`` or ``"separate"``) applies to stores of split views only.
     """
-    _check_representations(store, spec)
+    check_representations(store, spec)
     channels = tuple(c for name in spec.representations for c in store.representations[name]["channels"])
     shape = tuple(store.representations[spec.representations[0]]["shape"])
     layout = view_layout if any(v != "full" for v in store.column("view")) else None
@@ -259,7 +260,7 @@ def gather_stored(store: Any, spec: InputSpec) -> tuple[torch.Tensor, tuple[str,
     Raises:
         ValueError: a representation is missing from the store, or their maps differ in size.
     """
-    _check_representations(store, spec)
+    check_representations(store, spec)
     shapes = {name: tuple(store.representations[name]["shape"][-2:]) for name in spec.representations}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"representations {shapes} of store {store.path} differ in size; they cannot be stacked")

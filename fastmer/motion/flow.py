@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from fastmer.config import FLOW_BACKENDS
+from fastmer.choices import FLOW_BACKENDS
 from fastmer.ops.tvl1 import TVL1Params, tvl1
 
 _local = threading.local()
@@ -71,7 +71,8 @@ def _opencv_solver(backend: str, params: TVL1Params) -> Callable[[np.ndarray, np
 def _check_opencv_params(backend: str, params: TVL1Params | None) -> TVL1Params:
     params = params or TVL1Params()
     if backend == "opencv":
-        extras = {name: getattr(params, name) for name in ("normalize", "presmooth_sigma", "pyramid", "cubic_a", "min_size")
+        fastmer_only = ("normalize", "presmooth_sigma", "pyramid", "cubic_a", "warp_border", "min_size")
+        extras = {name: getattr(params, name) for name in fastmer_only
                   if getattr(params, name) != getattr(TVL1Params(), name)}
         if extras:
             raise ValueError(f"the opencv backend takes OpenCV's TV-L1 parameters only; these have no OpenCV "

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from fastmer.config import COLOR_REPRESENTATIONS, FLOW_CHANNELS
+from fastmer.choices import COLOR_REPRESENTATIONS, FLOW_CHANNELS
 from fastmer.motion.dynamic import (
     DI_CHANNELS,
     MESTI_CHANNELS,

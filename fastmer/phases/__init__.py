@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastmer.config import APEX_ESTIMATORS, APEX_MODES
+from fastmer.choices import APEX_ESTIMATORS, APEX_MODES
 from fastmer.errors import ClipError
 from fastmer.phases.spotting import motion_curve, spot_apex
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastmer.config import APEX_ESTIMATORS
+from fastmer.choices import APEX_ESTIMATORS
 
 
 def _gaussian_blur(frames: torch.Tensor, sigma: float) -> torch.Tensor:

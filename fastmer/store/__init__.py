@@ -16,7 +16,7 @@ it, so rows come in corpus order whichever run wrote them (see :class:`StoreWrit
 Every row also records its clip's ``fingerprint`` (annotation, frame files' names, sizes
 and mtimes): a resumed run re-extracts the clips that changed and replaces their rows by
 rewriting the shards that held them, atomically, so a uid is never stored twice
-(:meth:`StoreWriter.supersede`, :func:`fastmer.extract.plan_resume`).
+(:meth:`StoreWriter.supersede`, :func:`fastmer.store.resume.plan_resume`).
 The files are plain Parquet: pyarrow, pandas, DuckDB or Ray Data read them without fastmer;
 :func:`open` returns zero-copy torch tensors.
 """

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmer.datasets._common import AnnotationTable, SheetRow, cell_text, match_columns, require_columns, row_number
 from fastmer.datasets.clip import VIEWS, Clip
+from fastmer.datasets.common import AnnotationTable, SheetRow, cell_text, match_columns, require_columns, row_number
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.manifest import read_table
 from fastmer.datasets.report import ClipList, Defect, LoadReport
@@ -421,9 +421,9 @@ def import_features(
         >>> s.shape, s.models
         ((3, 28, 28), ['ststnet', 'offapexnet'])
     """
-    from fastmer.extract import plan_resume  # noqa: PLC0415  (the same resume rules as extraction)
     from fastmer.motion.representations import REPRESENTATIONS  # noqa: PLC0415
     from fastmer.outputs import check_not_an_input  # noqa: PLC0415
+    from fastmer.store.resume import plan_resume  # noqa: PLC0415  (the same resume rules as extraction)
     from fastmer.store.writer import RepresentationSpec, StoreWriter  # noqa: PLC0415
 
     begin = time.perf_counter()

@@ -8,11 +8,13 @@ from typing import Any
 
 import pyarrow as pa
 
-FORMAT = "fastmer-store"
+from fastmer.outputs import STORE_FORMAT, STORE_META_FILE
+
+FORMAT = STORE_FORMAT  # what store.json names (recognised by fastmer.outputs.is_store)
 # 2: face_angle and decoder columns; 3: corpus_index (resumable runs); 4: motion_curve and keyframes
 # (then, additively: the fingerprint column and store.json's "pending"; older v4 stores are read and resumed)
 FORMAT_VERSION = 4
-META_FILE = "store.json"
+META_FILE = STORE_META_FILE
 CLIPS_DIR = "clips"
 ERRORS_DIR = "errors"
 

@@ -152,7 +152,7 @@ def test_manifest_repeated_row_is_one_clip(tmp_path, frames):
 
 
 def test_parse_frame():
-    from fastmer.datasets._common import BLANK_CELLS, parse_frame
+    from fastmer.datasets.common import BLANK_CELLS, parse_frame
 
     assert [parse_frame(v) for v in (46, "46", " 46 ", 123.0, "123.0", "+7", 0, "0")] == [46, 46, 46, 123, 123, 7, 0, 0]
     assert [parse_frame(v) for v in (None, "", "  ", "/", "-", "N/A", float("nan"))] == [None] * 7

@@ -27,9 +27,17 @@ def test_torch_backend_is_the_reference_of_fastmer():
                          cv2.NORM_MINMAX).astype(np.uint8)
     I0 = np.stack([base, base])
     I1 = np.stack([np.roll(base, 1, axis=1), np.roll(base, -1, axis=0)])
-    fast = compute_flow(I0, I1, backend="fastmer")
-    reference = compute_flow(I0, I1, backend="torch")
+    # Whole images with the stopping rule where the flow is well posed everywhere (replicated
+    # warp borders); with OpenCV's zero border, border pixels whose match leaves the image are
+    # chaotic in float rounding, so: a fixed iteration count, 6 px inside (as tests/ops does).
+    replicate = TVL1Params(warp_border="replicate")
+    fast = compute_flow(I0, I1, backend="fastmer", params=replicate)
+    reference = compute_flow(I0, I1, backend="torch", params=replicate)
     assert (fast - reference).abs().mean().item() < 1e-3
+    fixed = TVL1Params(epsilon=1e-9, inner_iterations=10, outer_iterations=3)
+    fast = compute_flow(I0, I1, backend="fastmer", params=fixed)
+    reference = compute_flow(I0, I1, backend="torch", params=fixed)
+    assert (fast - reference)[..., 6:-6, 6:-6].abs().mean().item() < 1e-3
 
 
 def test_opencv_backends_batch_over_pairs_in_parallel_and_keep_order(shared_dir):
