@@ -68,11 +68,13 @@ def tile(array: np.ndarray, n: int) -> np.ndarray:
 
 
 def run(benchmark, backend: str, device: str, I0: np.ndarray, I1: np.ndarray, truth: np.ndarray | None,
-        params: TVL1Params | None, valid: np.ndarray | None = None) -> None:
+        params: TVL1Params | None, valid: np.ndarray | None = None, workers: int | None = None) -> None:
     a, b = torch.from_numpy(I0), torch.from_numpy(I1)
     if backend in ("fastmer", "torch"):
         a, b = a.to(device), b.to(device)
     kwargs = {"params": params} if backend in ("fastmer", "torch", "opencv") else {}
+    if workers is not None and backend not in ("fastmer", "torch"):
+        kwargs["workers"] = workers
 
     def timed():
         flow = compute_flow(a, b, backend=backend, **kwargs)
@@ -124,15 +126,15 @@ def competitor(request):
 @pytest.mark.parametrize("backend", ["fastmer", "opencv"])
 def test_threads_and_contention(benchmark, face_pairs, competitor, threads, n, backend):
     """128² face crops with 1 or 2 threads, quiet or beside one busy process (issue 19: fastmer
-    must stay >= 3x OpenCV with the competitor, >= 4x quiet). OpenCV runs its own pool of the
-    same size, one pair at a time, as it is used."""
+    must stay >= 3x OpenCV with the competitor, >= 4x quiet). OpenCV gets the same number of
+    threads: its own pool and as many pair workers (compute_flow's ``workers``)."""
     benchmark.group = f"faces 128x128 N={n} threads={threads} {'busy' if competitor else 'quiet'}"
     I0, I1, truth = (tile(x, n) for x in face_pairs[128])
     torch_threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     try:
-        run(benchmark, backend, "cpu", I0, I1, truth, TVL1Params())
+        run(benchmark, backend, "cpu", I0, I1, truth, TVL1Params(), workers=threads)
     finally:
         torch.set_num_threads(torch_threads)
         cv2.setNumThreads(cv_threads)

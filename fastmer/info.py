@@ -103,6 +103,7 @@ def gather() -> dict[str, Any]:
             "loaded": _native.extension() is not None,
             "reason": _native.unavailable_reason(),
             "build": _native.build_info(),
+            "cpu_capability": _native.cpu_capability(),
         },
         "ops": ops,
         "components": {"opencv": _opencv(), **{name: _component(*spec) for name, spec in OPTIONAL.items()}},
@@ -125,6 +126,7 @@ def format_text(info: dict[str, Any]) -> str:
         b = ext["build"]
         cuda = f"CUDA {b['cuda_version']} archs {b['cuda_archs']}" if b["cuda"] else f"no CUDA ({b['cuda_reason']})"
         lines.append(f"  built for torch {b['torch_version']} with {b['cxx_compiler']}, OpenMP {b['openmp'] or 'off'}, {cuda}")
+        lines.append(f"  CPU TV-L1 build in use: {ext['cpu_capability']} (FASTMER_CPU_CAPABILITY=base forces the baseline)")
     lines += ["", "ops (which implementation runs):"]
     for op, paths in info["ops"].items():
         lines.append(f"  {op:20s} cpu: {paths['cpu']}")

@@ -47,6 +47,7 @@ def test_info_json(runner):
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["extension"]["loaded"] is True
+    assert info["extension"]["cpu_capability"] in ("avx2", "base")
     assert all(paths["cpu"] == "native" for paths in info["ops"].values())
     comps = info["components"]
     assert comps["onnxruntime"]["available"] and "CPUExecutionProvider" in comps["onnxruntime"]["providers"]
@@ -58,6 +59,7 @@ def test_info_json(runner):
     assert info["faces"]["auto"] is None and "fastmer models fetch yunet" in info["faces"]["reason"]
     text = runner.invoke(main, ["info"]).output
     assert "native extension fastmer._C: loaded" in text
+    assert "CPU TV-L1 build in use: " in text
     assert "decoding (--decoder auto picks, per device):" in text and "face detector (--face-detector auto)" in text
 
 
