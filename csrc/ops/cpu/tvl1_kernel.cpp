@@ -16,8 +16,8 @@
 // Compiled twice on x86-64 (CMakeLists.txt), like ATen's CPU_CAPABILITY kernels: for the
 // baseline ISA and with AVX2/FMA/F16C (-ffp-contract=off, so every element's arithmetic is
 // the same IEEE sequence as the baseline's and the CUDA kernels'); the op picks the AVX2
-// build when the CPU has it, unless FASTMER_CPU_CAPABILITY=base. Only the order of the
-// vectorised convergence-error sums differs between the two.
+// build when the CPU has it, unless FASTMER_CPU_CAPABILITY=base. Error sums run in a
+// fixed order too, so both builds give bit-identical flow (tested).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
