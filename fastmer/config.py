@@ -38,6 +38,12 @@ __all__ = ["APEX_ESTIMATORS", "APEX_MODES", "COLOR_REPRESENTATIONS", "DECODERS",
            "ExtractConfig"]
 
 
+#: ExtractConfig fields that do not change the features (how frames are decoded and where
+#: things run: the decoders agree, see tests/decode; the model path is machine-specific), so
+#: they are neither in a store's parameters nor its hash.
+RUNTIME_SETTINGS = ("device", "workers", "batch_size", "decoder", "decode_region", "face_model", "max_frames")
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     """Parameters of an extraction; all but ``workers``/``batch_size``/``shard_size`` shape the features.
@@ -76,6 +82,11 @@ class ExtractConfig:
             channel (:data:`fastmer.motion.representations.COLOR_REPRESENTATIONS`); the flows,
             COF, LBP-TOP, the apex and the key frames come from the grey crops (the luma of the
             RGB frames, ``cv2.COLOR_RGB2GRAY``, in this mode).
+        decode_region: once a clip's face box is known, decode only the part of each frame
+            its crops read (DALI's region decoders skip the rest of each JPEG; the other
+            engines decode whole frames and cut): the same crops, bit for bit. False decodes
+            whole frames, for comparison. With ``align`` each view is decoded whole (the
+            rotated crop samples the view's edges).
         max_frames: clips longer than this onset..offset are error rows (stage
             ``annotation``), before anything is decoded. A clip is streamed through decoding
             and cropping, so its full-size frames are never held, but its crops, its motion
@@ -102,6 +113,7 @@ class ExtractConfig:
     batch_size: int = 64
     shard_size: int = 256
     max_frames: int = 5000
+    decode_region: bool = True
     color: bool = False
     representation_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -153,9 +165,7 @@ class ExtractConfig:
                 differently on different machines, so the resolved name is what counts).
         """
         params = asdict(self)
-        # How frames are decoded and where things run does not change the features (the
-        # decoders agree, see tests/decode); the model path is machine-specific.
-        for runtime_only in ("workers", "batch_size", "shard_size", "device", "decoder", "face_model", "max_frames"):
+        for runtime_only in (*RUNTIME_SETTINGS, "shard_size"):
             params.pop(runtime_only)
         from fastmer.motion.representations import representation_channels  # noqa: PLC0415  (torch: only when extracting)
 
@@ -196,15 +206,14 @@ class ExtractConfig:
             params: recorded feature parameters.
             representations: compute only these (default: every recorded one); each
                 representation is computed the same way whatever else is computed.
-            runtime: settings that do not change the features (``device``, ``workers``,
-                ``batch_size``, ``decoder``, ``face_model``).
+            runtime: settings that do not change the features (:data:`RUNTIME_SETTINGS`).
 
         Raises:
             ValueError: ``params`` cannot be reproduced by this fastmer: a representation,
                 its channels, the TV-L1 or LBP-TOP parameters differ from what this version
                 computes (named), or a setting is missing.
         """
-        unknown = set(runtime) - {"device", "workers", "batch_size", "decoder", "face_model", "max_frames"}
+        unknown = set(runtime) - set(RUNTIME_SETTINGS)
         if unknown:
             raise ValueError(f"not runtime settings: {', '.join(sorted(unknown))}")
         recorded = params.get("representations") or {}

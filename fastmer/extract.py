@@ -181,7 +181,8 @@ def extract(
     writer = StoreWriter(out, specs, config.feature_params(detector.name), overwrite=overwrite,
                          shard_size=config.shard_size,
                          runtime={"device": str(device), "workers": workers, "decoder": config.decoder,
-                                  "executor": executor, "face_model": str(getattr(detector, "model", "")) or None})
+                                  "decode_region": config.decode_region, "executor": executor,
+                                  "face_model": str(getattr(detector, "model", "")) or None})
     try:
         plan = plan_resume(clips, writer)
     except BaseException:

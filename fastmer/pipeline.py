@@ -35,9 +35,10 @@ import torch
 from fastmer import __version__
 from fastmer.config import FLOW_REPRESENTATIONS, ExtractConfig
 from fastmer.datasets.clip import Clip
-from fastmer.decode import open_clip_frames, rgb_to_gray, split_views
+from fastmer.decode import open_clip_frames, rgb_to_gray, split_views, view_rects
+from fastmer.decode.source import Region
 from fastmer.errors import ClipError
-from fastmer.face import FaceDetector, crop_clip, locate_face
+from fastmer.face import FaceBox, FaceDetector, crop_clip, locate_face
 from fastmer.face.track import sample_indices
 from fastmer.motion.flow import compute_flow
 from fastmer.motion.options import resolve_options
@@ -133,23 +134,29 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
             clock.lap("face")
             # ... then the clip streamed in chunks, cropped as it comes: only the crops are
             # kept, so memory grows with the clip by size^2 bytes a frame, not by its frames'.
+            # Only the part of the frames the crops read is decoded (``decode_region``).
             height, width = probe.shape[1:3]
+            rects = view_rects(width, height, config.views if clip.view == "full" else "split")
+            region, parts = crop_plan({name: (rects[name], track.box, track.angle) for name, track in tracks.items()},
+                                      whole=not config.decode_region)
+            # (chunks sized by whole frames: engines that cannot decode a region decode them whole)
             step = max(8, min(256, CHUNK_BYTES // max(1, height * width * (3 if config.color else 1))))
             crops = {name: np.empty((len(numbers), config.size, config.size), np.uint8) for name in tracks}
             color_crops = {name: np.empty((len(numbers), 3, config.size, config.size), np.uint8)
                            for name in (tracks if config.color else ())}
             changes = ChangeMeter()
             at = 0
-            for chunk in frames_source.chunks(numbers, step, color=config.color):
+            for chunk in frames_source.chunks(numbers, step, color=config.color, region=region):
                 grey = rgb_to_gray(chunk) if config.color else chunk
-                changes.add(grey)
+                changes.add(grey)  # on what was decoded: the face's region, or whole frames
                 clock.lap("decode")
-                for name, view_frames in views_of(grey).items():
-                    crops[name][at : at + len(chunk)] = crop_clip(view_frames, tracks[name].box, config.size,
-                                                                  angle=tracks[name].angle)
-                for name, view_frames in views_of(chunk).items() if config.color else ():
-                    color_crops[name][at : at + len(chunk)] = crop_color_clip(view_frames, tracks[name].box,
-                                                                              config.size, angle=tracks[name].angle)
+                for name, ((x, y, w, h), box) in parts.items():
+                    angle = tracks[name].angle
+                    crops[name][at : at + len(chunk)] = crop_clip(grey[:, y : y + h, x : x + w], box, config.size,
+                                                                  angle=angle)
+                    if config.color:
+                        color_crops[name][at : at + len(chunk)] = crop_color_clip(chunk[:, y : y + h, x : x + w], box,
+                                                                                  config.size, angle=angle)
                 at += len(chunk)
                 clock.lap("crop")
         jump = changes.jump()  # before the apex could be spotted on it
@@ -182,6 +189,45 @@ def process_clip(clip: Clip, detector: FaceDetector, config: ExtractConfig, deco
         if config.color:
             result.color_crops.append(color_crops[name])
     return result
+
+
+def crop_plan(views: dict[str, tuple[Region, FaceBox, float]], *, whole: bool = False
+              ) -> tuple[Region | None, dict[str, tuple[Region, FaceBox]]]:
+    """What to decode of a clip's frames so that every view's crop can be taken, and where.
+
+    Args:
+        views: per view, where it lies in the frames (``(x, y, w, h)``, :func:`view_rects`),
+            its face box (in the view's coordinates) and its crop's rotation angle.
+        whole: decode whole frames (no region).
+
+    Returns:
+        ``(region, parts)``: the rectangle of the frames to decode (None: whole frames) and,
+        per view, the part of the decoded frames that stands for the view, ``(x, y, w, h)``
+        in their coordinates, and the face box within that part. Cropping the box from the
+        part gives the crop that cropping it from the whole view gives, bit for bit: an
+        unrotated crop reads the box and nothing else, so the part is the box; a rotated
+        crop samples up to the view's edges (replicated border), so the part is the view.
+
+    Example:
+        >>> crop_plan({"full": ((0, 0, 640, 480), FaceBox(200, 100, 240, 240), 0.0)})
+        ((200, 100, 240, 240), {'full': ((0, 0, 240, 240), FaceBox(x=0, y=0, w=240, h=240))})
+    """
+    needed = {}
+    for name, ((vx, vy, vw, vh), box, angle) in views.items():
+        needed[name] = (vx + box.x, vy + box.y, box.w, box.h) if angle == 0.0 else (vx, vy, vw, vh)
+    if whole:
+        region, (ox, oy) = None, (0, 0)
+    else:
+        x0 = min(x for x, _, _, _ in needed.values())
+        y0 = min(y for _, y, _, _ in needed.values())
+        x1 = max(x + w for x, _, w, _ in needed.values())
+        y1 = max(y + h for _, y, _, h in needed.values())
+        region, (ox, oy) = (x0, y0, x1 - x0, y1 - y0), (x0, y0)
+    parts = {}
+    for name, ((vx, vy, vw, vh), box, _) in views.items():
+        x, y, w, h = needed[name] if region else (vx, vy, vw, vh)
+        parts[name] = ((x - ox, y - oy, w, h), FaceBox(box.x + vx - x, box.y + vy - y, box.w, box.h))
+    return region, parts
 
 
 def crop_color_clip(frames: np.ndarray, box: Any, size: int, *, angle: float = 0.0) -> np.ndarray:

@@ -59,6 +59,9 @@ def options_of(values: tuple[str, ...]) -> dict[str, dict[str, object]]:
 @click.option("--dtype", type=click.Choice(STORE_DTYPES), default=DEFAULTS.dtype, help="Stored precision.")
 @click.option("--decoder", type=click.Choice(DECODERS), default=DEFAULTS.decoder,
               help="Frame decoder (auto: DALI when installed and able, else PyAV/OpenCV).")
+@click.option("--decode-region/--decode-whole-frames", default=DEFAULTS.decode_region, show_default=True,
+              help="Once a clip's face box is known, decode only the part of each frame its crops read (DALI skips "
+                   "the rest of each JPEG; other decoders cut whole frames). The crops are the same either way.")
 @click.option("--face-detector", type=click.Choice(FACE_DETECTORS), default=DEFAULTS.face_detector,
               help="auto: YuNet (--face-model, or the model `fastmer models fetch yunet` cached; an error without "
                    "one); haar: OpenCV's Haar cascade; none: the frames are face crops already (e.g. CASME II's "
@@ -110,7 +113,8 @@ def options_of(values: tuple[str, ...]) -> dict[str, dict[str, object]]:
               help="GPUs per feature actor [default: 1 when the cluster has GPUs and --device is not cpu].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (recompute every clip).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s, flow pairs/s and the ETA on stderr.")
-def command(root, dataset, out, annotations, protocol, representations, size, dtype, decoder, face_detector, face_model, face_box,
+def command(root, dataset, out, annotations, protocol, representations, size, dtype, decoder, decode_region,
+            face_detector, face_model, face_box,
             face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, batch_size,
             color, representation_option, max_frames, executor, ray_address, ray_decode_actors, ray_feature_actors, ray_gpus,
             overwrite, progress):
@@ -163,7 +167,7 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
         check_not_an_input(out, [root, annotations])  # `extract CORPUS -o CORPUS --overwrite` must not touch the corpus
         clips = load(dataset, root, protocol, **options)
         config = ExtractConfig(representations=tuple(dict.fromkeys(names)), size=size, dtype=dtype,
-                               decoder=decoder, face_detector=face_detector,
+                               decoder=decoder, decode_region=decode_region, face_detector=face_detector,
                                face_model=face_model, face_box=face_box, face_scale=face_scale, align=align,
                                views=views, apex=apex, apex_estimator=apex_estimator, flow_backend=flow_backend,
                                flow_preset=flow_preset, device=device, workers=workers, batch_size=batch_size,

@@ -15,9 +15,9 @@ from fastmer.decode.engines import (
 )
 from fastmer.decode.frames import read_gray, read_rgb, read_sequence
 from fastmer.decode.source import FrameSource, rgb_to_gray
-from fastmer.decode.views import split_views
+from fastmer.decode.views import split_views, view_rects
 
 __all__ = [
     "FrameSource", "choose_engine", "decode_engines", "open_clip_frames", "open_frames", "read_gray", "read_rgb",
-    "read_sequence", "rgb_to_gray", "split_views",
+    "read_sequence", "rgb_to_gray", "split_views", "view_rects",
 ]

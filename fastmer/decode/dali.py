@@ -27,7 +27,9 @@ import numpy as np
 from fastmer.decode.integrity import check_complete, diagnose, read_file
 from fastmer.decode.source import (
     ImageSequenceSource,
+    Region,
     VideoSource,
+    check_fits,
     rgb_to_gray,
     show_numbers,
 )
@@ -98,7 +100,8 @@ def _threads() -> int:
 
 
 def _build(kind: str, device_id: int | None) -> object:
-    """One pipeline: ``kind`` is ``"gray"``/``"rgb"`` (image files) or ``"video"``."""
+    """One pipeline: ``kind`` is ``"gray"``/``"rgb"`` (image files), the same with
+    ``"-region"`` (a rectangle of each image, and each image's whole shape), or ``"video"``."""
     from nvidia.dali import fn, pipeline_def, types  # noqa: PLC0415
 
     backend = "cpu" if device_id is None else "mixed"  # mixed = CPU input, GPU decode and output
@@ -110,7 +113,17 @@ def _build(kind: str, device_id: int | None) -> object:
         if kind == "video":
             frames = fn.external_source(name="frames", dtype=types.INT32, ndim=1)
             return _video_decoder(fn)(encoded, device=backend, frames=frames)
-        return fn.decoders.image(encoded, device=backend, output_type=types.GRAY if kind == "gray" else types.RGB)
+        output_type = types.RGB if kind.startswith("rgb") else types.GRAY
+        if not kind.endswith("-region"):
+            return fn.decoders.image(encoded, device=backend, output_type=output_type)
+        # (y, x) and (h, w) in pixels. libjpeg-turbo (CPU) and nvJPEG decode only the region's
+        # columns and stop after its last row; a region past the image's edge is padded and
+        # then refused, from the whole shape the second output peeks from the header.
+        anchor = fn.external_source(name="anchor", dtype=types.INT32, ndim=1)
+        shape = fn.external_source(name="shape", dtype=types.INT32, ndim=1)
+        region = fn.decoders.image_slice(encoded, anchor, shape, device=backend, output_type=output_type,
+                                         axes=[0, 1], normalized_anchor=False, normalized_shape=False)
+        return region, fn.peek_image_shape(encoded)
 
     pipe = pipeline()
     pipe.build()
@@ -127,16 +140,18 @@ def _pipeline(kind: str, device_id: int | None) -> object:
     return _local.pipes[key]
 
 
-def _run(kind: str, device_id: int | None, feeds: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
-    """Feed one batch, run, and return each output sample as an owned numpy array."""
+def _run(kind: str, device_id: int | None, feeds: dict[str, list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Feed one batch, run, and return each output's samples as owned numpy arrays."""
     pipe = _pipeline(kind, device_id)
     try:
         for name, data in feeds.items():
             pipe.feed_input(name, data)
-        (out,) = pipe.run()
-        if device_id is not None:
-            out = out.as_cpu()  # GPU -> host copy
-        return [np.array(out[i]) for i in range(len(out))]  # copy: DALI reuses its buffers
+        outputs = []
+        for out in pipe.run():
+            if hasattr(out, "as_cpu") and device_id is not None:
+                out = out.as_cpu()  # GPU -> host copy
+            outputs.append([np.array(out[i]) for i in range(len(out))])  # copy: DALI reuses its buffers
+        return outputs
     except Exception as error:  # DALI raises RuntimeError with a long traceback-like message
         _local.pipes.pop((kind, device_id), None)  # "no longer valid" after an error: rebuild next time
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -171,31 +186,47 @@ class DaliImages(ImageSequenceSource):
         self.device_id = device_id
         self.engine = "dali-cpu" if device_id is None else "dali-gpu"
 
-    def _decode_files(self, paths: list[str], color: bool) -> list[np.ndarray]:
-        kind = "rgb" if color else "gray"
+    def _decode_files(self, paths: list[str], color: bool, region: Region | None) -> list[np.ndarray]:
+        kind = ("rgb" if color else "gray") + ("" if region is None else "-region")
         out: list[np.ndarray] = []
+        shapes: list[tuple[int, int]] = []
         for start in range(0, len(paths), IMAGE_BATCH):
             chunk = paths[start:start + IMAGE_BATCH]
-            blobs = [read_file(path) for path in chunk]
-            for path, blob in zip(chunk, blobs, strict=True):
+            feeds = {"encoded": [read_file(path) for path in chunk]}
+            for path, blob in zip(chunk, feeds["encoded"], strict=True):
                 check_complete(path, blob)
+            if region is not None:
+                x, y, w, h = region
+                feeds["anchor"] = [np.array([y, x], np.int32)] * len(chunk)
+                feeds["shape"] = [np.array([h, w], np.int32)] * len(chunk)
             try:
-                samples = _run(kind, self.device_id, {"encoded": blobs})
+                outputs = _run(kind, self.device_id, feeds)
             except _DaliFailure as error:
+                if region is not None:  # a frame too small for the region, or a bad file: say which
+                    frames = self._decode_files(chunk, color, None)
+                    self.check_sizes([frame.shape[:2] for frame in frames], chunk)
+                    check_fits(region, frames[0].shape[:2], chunk[0])
+                    raise  # not reached: DALI fails on the region of a file it decodes whole
                 if error.sample is not None and error.sample < len(chunk):
-                    raise _undecodable(chunk[error.sample], blobs[error.sample], error) from error
-                self._raise_for_culprit(kind, chunk, blobs)
+                    raise _undecodable(chunk[error.sample], feeds["encoded"][error.sample], error) from error
+                self._raise_for_culprit(kind, chunk, feeds)
                 raise  # not reached: one file of the batch fails on its own
+            samples = outputs[0]
+            if region is not None:
+                shapes += [(int(shape[0]), int(shape[1])) for shape in outputs[1]]
             out.extend(samples if color else [s[..., 0] for s in samples])  # GRAY is (H, W, 1)
+        if region is not None:
+            self.check_sizes(shapes, paths)
+            check_fits(region, shapes[0], paths[0])
         return out
 
-    def _raise_for_culprit(self, kind: str, chunk: list[str], blobs: list[np.ndarray]) -> None:
+    def _raise_for_culprit(self, kind: str, chunk: list[str], feeds: dict[str, list[np.ndarray]]) -> None:
         """A batch failed: decode its files one by one to name the bad one."""
-        for path, blob in zip(chunk, blobs, strict=True):
+        for i, path in enumerate(chunk):
             try:
-                _run(kind, self.device_id, {"encoded": [blob]})
+                _run(kind, self.device_id, {name: [data[i]] for name, data in feeds.items()})
             except _DaliFailure as error:
-                raise _undecodable(path, blob, error) from error
+                raise _undecodable(path, feeds["encoded"][i], error) from error
         raise ClipError("decode", f"DALI failed on a batch of {len(chunk)} images from {chunk[0]} "
                                   "but on none of them alone")
 
@@ -229,7 +260,7 @@ class DaliVideo(VideoSource):
         for start in range(0, len(unique), chunk):
             frames = unique[start:start + chunk]
             try:
-                (sequence,) = _run("video", self.device_id, {"encoded": [data], "frames": [np.asarray(frames, np.int32)]})
+                ((sequence,),) = _run("video", self.device_id, {"encoded": [data], "frames": [np.asarray(frames, np.int32)]})
             except _DaliFailure as error:
                 raise ClipError("decode", f"cannot decode frame(s) {show_numbers(frames)} of {self.source} "
                                           f"with DALI: {error}") from error

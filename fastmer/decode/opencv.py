@@ -18,6 +18,7 @@ import numpy as np
 from fastmer.decode.frames import read_gray, read_rgb
 from fastmer.decode.source import (
     ImageSequenceSource,
+    Region,
     VideoSource,
     rgb_to_gray,
     show_numbers,
@@ -31,9 +32,16 @@ class OpenCVImages(ImageSequenceSource):
 
     engine = "opencv"
 
-    def _decode_files(self, paths: list[str], color: bool) -> list[np.ndarray]:
+    def _decode_files(self, paths: list[str], color: bool, region: Region | None) -> list[np.ndarray]:
         read = read_rgb if color else read_gray
-        return [read(path) for path in paths]
+        if region is None:
+            return [read(path) for path in paths]
+        out = []
+        for path in paths:  # each cut as soon as it is decoded: a chunk's whole frames are never held
+            frame = read(path)
+            self.check_sizes([frame.shape[:2]], [path])
+            out.append(self.cut(frame, region, color, path).copy())
+        return out
 
 
 class OpenCVVideo(VideoSource):
@@ -59,7 +67,7 @@ class OpenCVVideo(VideoSource):
         codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ").lower()
         super().__init__(path, reason, n_frames=n_frames, fps=fps, codec=codec, width=width, height=height)
 
-    def _chunks(self, wanted: list[int], size: int, color: bool) -> Iterator[np.ndarray]:
+    def _chunks(self, wanted: list[int], size: int, color: bool, region: Region | None) -> Iterator[np.ndarray]:
         """One sequential pass (``read`` per chunk would restart from frame 0 every time)."""
         buffer: list[np.ndarray] = []
         position, index = 0, 0
@@ -71,7 +79,8 @@ class OpenCVVideo(VideoSource):
                     break
                 if index == wanted[position]:
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                    buffer.append(rgb if color else rgb_to_gray(rgb))
+                    frame = rgb if color else rgb_to_gray(rgb)
+                    buffer.append(frame if region is None else self.cut(frame, region, color))
                     position += 1
                     if len(buffer) == size or position == len(wanted):
                         yield np.stack(buffer)

@@ -21,7 +21,7 @@ from functools import cache
 
 import numpy as np
 
-from fastmer.decode.source import VideoSource, rgb_to_gray, show_numbers
+from fastmer.decode.source import Region, VideoSource, rgb_to_gray, show_numbers
 from fastmer.errors import ClipError
 
 # decoder names (PyAV reports the decoder) -> codec names DALI's docs use
@@ -159,7 +159,7 @@ class PyAVVideo(VideoSource):
                                       "the decoder ran out of frames (corrupt or truncated video?)")
         return [got[n] for n in unique]
 
-    def _chunks(self, wanted: list[int], size: int, color: bool) -> Iterator[np.ndarray]:
+    def _chunks(self, wanted: list[int], size: int, color: bool, region: Region | None) -> Iterator[np.ndarray]:
         """One seek to the keyframe before the first wanted frame, then forward decoding,
         yielding every ``size`` wanted frames. If timestamps do not line up (or there are
         none to seek by), the frames not yet yielded are read by :meth:`read`, which
@@ -168,7 +168,7 @@ class PyAVVideo(VideoSource):
         from av.video.reformatter import VideoReformatter  # noqa: PLC0415
 
         if not self._index_of:
-            yield from super()._chunks(wanted, size, color)
+            yield from super()._chunks(wanted, size, color, region)
             return
         convert = VideoReformatter()
         buffer: list[np.ndarray] = []
@@ -187,7 +187,8 @@ class PyAVVideo(VideoSource):
                     if index < wanted[position]:
                         continue
                     rgb = frame_to_rgb(frame, convert)
-                    buffer.append(rgb if color else rgb_to_gray(rgb))
+                    image = rgb if color else rgb_to_gray(rgb)
+                    buffer.append(image if region is None else self.cut(image, region, color))
                     position += 1
                     if len(buffer) == size or position == len(wanted):
                         yield np.stack(buffer)
@@ -196,7 +197,7 @@ class PyAVVideo(VideoSource):
                         return
         except av.error.FFmpegError:
             pass  # read() below decodes again and names the frames it cannot get
-        yield from super()._chunks(wanted[position - len(buffer):], size, color)
+        yield from super()._chunks(wanted[position - len(buffer):], size, color, region)
 
     def _open(self) -> tuple[object, object]:
         import av  # noqa: PLC0415

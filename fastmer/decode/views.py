@@ -16,11 +16,28 @@ if TYPE_CHECKING:  # torch is not imported by fastmer.decode
     import torch
 
 
-def split_views(frames: np.ndarray | torch.Tensor, mode: str = "full") -> dict[str, np.ndarray | torch.Tensor]:
-    """The views of ``(T, H, W[, C])`` frames: ``{"full": frames}`` or ``{"left": ..., "right": ...}``.
+def view_rects(width: int, height: int, mode: str = "full") -> dict[str, tuple[int, int, int, int]]:
+    """Where each view lies in ``width x height`` frames: ``{name: (x, y, w, h)}``.
 
     With an odd width the middle column belongs to neither half (it is the seam).
-    The halves are views of ``frames`` (no copy).
+
+    Example:
+        >>> view_rects(9, 4, "split")
+        {'left': (0, 0, 4, 4), 'right': (5, 0, 4, 4)}
+    """
+    if mode not in VIEW_MODES:
+        raise ValueError(f"views must be one of {', '.join(VIEW_MODES)}, got {mode!r}")
+    if mode == "full":
+        return {"full": (0, 0, width, height)}
+    if width < 2:
+        raise ValueError(f"cannot split frames {width} px wide into two views")
+    half = width // 2
+    return {"left": (0, 0, half, height), "right": (width - half, 0, half, height)}
+
+
+def split_views(frames: np.ndarray | torch.Tensor, mode: str = "full") -> dict[str, np.ndarray | torch.Tensor]:
+    """The views of ``(T, H, W[, C])`` frames (:func:`view_rects`): ``{"full": frames}`` or
+    ``{"left": ..., "right": ...}``. The views are views of ``frames`` (no copy).
 
     Example:
         >>> import numpy as np
@@ -28,14 +45,7 @@ def split_views(frames: np.ndarray | torch.Tensor, mode: str = "full") -> dict[s
         >>> {name: v.shape for name, v in views.items()}
         {'left': (2, 4, 4), 'right': (2, 4, 4)}
     """
-    if mode not in VIEW_MODES:
-        raise ValueError(f"views must be one of {', '.join(VIEW_MODES)}, got {mode!r}")
     if frames.ndim not in (3, 4):
         raise ValueError(f"expected frames of shape (T, H, W) or (T, H, W, C), got {tuple(frames.shape)}")
-    if mode == "full":
-        return {"full": frames}
-    width = frames.shape[2]
-    if width < 2:
-        raise ValueError(f"cannot split frames {width} px wide into two views")
-    half = width // 2
-    return {"left": frames[:, :, :half], "right": frames[:, :, width - half :]}
+    rects = view_rects(frames.shape[2], frames.shape[1], mode)
+    return {name: frames[:, y : y + h, x : x + w] for name, (x, y, w, h) in rects.items()}

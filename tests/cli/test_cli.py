@@ -151,7 +151,7 @@ def test_extract_with_every_face_and_apex_option(runner, tiny_corpus, tmp_path, 
     result = runner.invoke(main, ["extract", str(tiny_corpus), "-o", str(store), "--no-progress", "--size", "64",
                                   "--decoder", "opencv", "--face-detector", "yunet", "--face-model", str(model),
                                   "--face-box", "union", "--align", "--apex", "spot", "--apex-estimator", "regions",
-                                  "--protocol", "casme2-5class"])
+                                  "--protocol", "casme2-5class", "--decode-whole-frames"])
     assert result.exit_code in (0, 3), result.output
     assert "face detector: opencv-yunet:face_detection_yunet_2023mar (requested)" in result.stderr
     assert "decoder: opencv (" in result.stderr
@@ -160,6 +160,7 @@ def test_extract_with_every_face_and_apex_option(runner, tiny_corpus, tmp_path, 
     assert meta["params"]["face_box"] == "union" and meta["params"]["align"] is True
     assert meta["params"]["apex"] == "spot" and meta["params"]["apex_estimator"] == "regions"
     assert meta["runtime"]["decoder"] == "opencv" and meta["runtime"]["face_model"] == str(model)
+    assert meta["runtime"]["decode_region"] is False and "decode_region" not in meta["params"]  # same crops either way
     clips = pq.read_table(store / "clips").to_pydict() if (store / "clips").is_dir() else {}
     if clips:
         assert set(clips["apex_source"]) == {"spotted:regions"} and set(clips["decoder"]) == {"opencv"}

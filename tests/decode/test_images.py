@@ -180,3 +180,70 @@ def test_read_gray_and_read_sequence_unchanged(folder, tmp_path):
         read_gray(str(tmp_path / "absent.jpg"))
     with pytest.raises(ClipError, match="no frames to read"):
         read_sequence([])
+
+
+# --- decoding a region --------------------------------------------------------------------
+
+REGIONS = [(0, 0, W, H), (17, 9, 40, 33), (1, 2, 3, 5), (W - 10, H - 7, 10, 7)]  # whole, odd, tiny, corner
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("color", [False, True])
+def test_a_region_is_the_same_pixels_as_the_whole_frame_cut(folder, engine, color):
+    """Read and chunks with ``region``: bit for bit the whole frames' region, on every format
+    (JPEG, where DALI decodes the region only, and PNG/BMP), grey and colour."""
+    if engine == "dali":
+        dali_or_skip()
+    paths, numbers = listed(folder)
+    source = open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+    whole = source.read(numbers, color=color)
+    for x, y, w, h in REGIONS:
+        got = source.read([21, 10, 15, 15], color=color, region=(x, y, w, h))
+        np.testing.assert_array_equal(got, whole[[11, 0, 5, 5], y : y + h, x : x + w])
+        chunks = list(source.chunks(numbers, 5, color=color, region=(x, y, w, h)))
+        assert [len(c) for c in chunks] == [5, 5, 2]
+        np.testing.assert_array_equal(np.concatenate(chunks), whole[:, y : y + h, x : x + w])
+
+
+def test_dali_decodes_only_the_region_of_jpeg_frames(tmp_path, monkeypatch):
+    """DALI is asked for the region (its image_slice decoder), not the whole frame: what it
+    returns is region-sized, and it runs the region pipeline."""
+    dali_or_skip()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"img{i}.jpg"), rng.integers(0, 255, (480, 640), np.uint8))
+    kinds, shapes = [], []
+    real_run = dali_engine._run
+
+    def spy(kind, device_id, feeds):
+        outputs = real_run(kind, device_id, feeds)
+        kinds.append(kind)
+        shapes.extend(sample.shape for sample in outputs[0])
+        return outputs
+
+    monkeypatch.setattr(dali_engine, "_run", spy)
+    source = open_frames(tmp_path, engine="dali")
+    frames = source.read([0, 1, 2], region=(200, 100, 64, 48))
+    assert kinds == ["gray-region"] and shapes == [(48, 64, 1)] * 3
+    np.testing.assert_array_equal(frames, np.stack([read_gray(str(tmp_path / f"img{i}.jpg"))[100:148, 200:264]
+                                                    for i in range(3)]))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_region_errors_name_the_argument_or_the_file(folder, engine):
+    if engine == "dali":
+        dali_or_skip()
+    paths, numbers = listed(folder)
+    source = open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+    for bad in [(0, 0, 0, 5), (-1, 0, 5, 5), (0, 0, 5), (0, 0, 5.0, 5), "0,0,5,5", (True, 0, 5, 5)]:
+        with pytest.raises(ValueError, match="region must be"):
+            source.read([10], region=bad)
+        with pytest.raises(ValueError, match="region must be"):
+            list(source.chunks([10, 11], 2, region=bad))
+    with pytest.raises(ClipError, match=rf"img12.jpg: frames are {W}x{H}, too small for the region 20x10 at \({W - 19}, 0\)"):
+        source.read([12], region=(W - 19, 0, 20, 10))
+    # a frame of another size is still refused when only a region is decoded, across chunks too
+    cv2.imwrite(paths[7], np.zeros((H + 2, W, 3), np.uint8))
+    source = open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+    with pytest.raises(ClipError, match=f"img17.png is {W}x{H + 2}, expected {W}x{H} like .*img10.bmp"):
+        list(source.chunks(numbers, 4, region=(0, 0, 8, 8)))

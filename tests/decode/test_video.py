@@ -442,3 +442,23 @@ def test_chunks_check_their_arguments_before_decoding(videos, engine, tmp_path):
     truncated = open_frames(cut, engine=engine)
     with pytest.raises(ClipError, match="cut.webm"):
         list(truncated.chunks(range(N_FRAMES), 3))
+
+
+@pytest.mark.parametrize("engine", ["pyav", "dali", "opencv"])
+@pytest.mark.parametrize("color", [False, True])
+def test_a_region_of_video_frames_is_the_whole_frames_cut(videos, engine, color):
+    """Video codecs cannot decode part of a frame: every engine decodes whole frames and cuts,
+    in read() and in the one-pass chunks()."""
+    if engine == "dali":
+        dali_or_skip()
+    path = videos["mjpeg"]
+    source = open_frames(path, engine=engine)
+    whole = source.read(range(N_FRAMES), color=color)
+    x, y, w, h = 31, 7, 50, 41
+    np.testing.assert_array_equal(source.read([9, 2, 2], color=color, region=(x, y, w, h)),
+                                  whole[[9, 2, 2], y : y + h, x : x + w])
+    chunks = list(source.chunks(range(3, 17), 4, color=color, region=(x, y, w, h)))
+    assert [len(c) for c in chunks] == [4, 4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole[3:17, y : y + h, x : x + w])
+    with pytest.raises(ClipError, match=f"frames are {WIDTH}x{HEIGHT}, too small for the region"):
+        list(source.chunks(range(3), 2, region=(WIDTH - 5, 0, 6, 6)))

@@ -53,6 +53,34 @@ def test_haar_eye_cascade_levels_single_face(shared_dir):
     assert track.aligned and abs(track.angle) < 10
 
 
+@pytest.mark.parametrize("name", VIDEOS)
+def test_haar_eye_search_is_as_good_as_a_search_over_every_size(shared_dir, yunet_model, name, monkeypatch):
+    """The eye search is limited to eye-sized windows (detect.EYE_SIZE) for speed. On real
+    faces it must find two eyes exactly where a search over every size from a tenth to half
+    of the box does, and place them as well, YuNet's eye landmarks being the reference."""
+    from fastmer.face import detect
+
+    haar, yunet = HaarFaceDetector(), YuNetFaceDetector(yunet_model)
+    frames = all_frames(shared_dir, name)[::5]
+    faces = [(frame, found[0], yunet.largest(frame).eyes) for frame in frames if (found := haar.detect(frame))]
+    assert len(faces) >= 10, f"{name}: Haar found a face in only {len(faces)} of {len(frames)} frames"
+
+    def errors(eye_size):  # per face: the worse eye's distance from YuNet's, in box widths (None: no eyes)
+        monkeypatch.setattr(detect, "EYE_SIZE", eye_size)
+        found = [(haar.find_eyes(frame, face).eyes, reference, face.box.w) for frame, face, reference in faces]
+        return [None if eyes is None else np.abs(np.subtract(eyes, reference)).max() / width
+                for eyes, reference, width in found]
+
+    fast, thorough = errors(detect.EYE_SIZE), errors((0.1, 0.5))
+    assert [e is None for e in fast] == [e is None for e in thorough], f"{name}: eyes found on other faces"
+    assert sum(e is not None for e in fast) >= 0.9 * len(faces), f"{name}: too few faces with two eyes"
+    fast, thorough = [e for e in fast if e is not None], [e for e in thorough if e is not None]
+    # measured: median 0.019/0.020 (single_face), 0.024/0.024 (Pexels); 90th percentile +0.003 at most
+    assert np.median(fast) <= np.median(thorough) + 0.005, (np.median(fast), np.median(thorough))
+    assert np.percentile(fast, 90) <= np.percentile(thorough, 90) + 0.01
+    assert max(fast) < 0.15
+
+
 def test_cached_yunet_model_is_used_by_auto(shared_dir, yunet_model, tmp_path, monkeypatch):
     import shutil
 
