@@ -279,6 +279,35 @@ def test_extract_fastmer(benchmark, corpus, device, tmp_path, baseline_run):
     benchmark.extra_info.update(guard(clips, tmp_path / "store", tmp_path / "reference", baseline_run))
 
 
+def test_extract_fastmer_on_one_core(benchmark, corpus, tmp_path, monkeypatch):
+    """fastmer with one clip worker and one thread, one round: its stage times are then CPU
+    seconds, nothing waits for a core, and their sum bounds what two cores can do (the
+    summary prints that bound beside the baseline)."""
+    from dataclasses import replace
+
+    from fastmer.decode import dali
+    from fastmer.extract import extract
+
+    clips = corpus
+    describe(benchmark, clips, "fastmer, one core", "cpu")
+    monkeypatch.setattr(dali, "_threads", lambda: 1)  # DALI's pipelines too
+    monkeypatch.setattr(dali._local, "pipes", {}, raising=False)
+    saved = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    config = replace(fastmer_config("cpu"), workers=1)
+    try:
+        extract(clips[:2], tmp_path / "warmup", config, overwrite=True, log=lambda line: None)
+        summaries = []
+        benchmark.pedantic(lambda: summaries.append(extract(clips, tmp_path / "store", config, overwrite=True,
+                                                            log=lambda line: None)), rounds=1, iterations=1)
+    finally:
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])
+    benchmark.extra_info.update(stages=dict(summaries[-1].stages), wall=summaries[-1].seconds, one_core=True,
+                                threads=1, cv2_threads=1)
+
+
 def guard(clips, store_dir: Path, scratch: Path, baseline_run: dict) -> dict[str, float]:
     """Untimed: the store's features against the baseline's (its benchmark's output, or a
     fresh baseline run of GUARD_CLIPS clips). The same face box and apex (so the same pairs

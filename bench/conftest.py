@@ -91,6 +91,10 @@ def clips_summary(terminalreporter, rows: list) -> None:
                 wall = info.get("wall") or sum(stages.values())
                 parts = ", ".join(f"{name} {seconds:.2f} s ({seconds / wall:.0%})" for name, seconds in stages.items())
                 terminalreporter.write_line(f"      busy seconds (share of wall {wall:.2f} s): {parts}")
+                if info.get("one_core") and base is not None:  # CPU seconds: what two cores could do at best
+                    cpu = sum(stages.values())
+                    terminalreporter.write_line(f"      {cpu:.2f} CPU-s in all: on two cores at best {cpu / 2:.2f} s, "
+                                                f"x{base.stats.median / (cpu / 2):5.2f} vs baseline")
 
 
 def folds_summary(terminalreporter, rows: list) -> None:

@@ -27,6 +27,11 @@ EYE_CASCADE = "haarcascade_eye.xml"
 #: faces, as close to YuNet's eye landmarks, at half the cost (the smallest windows are the
 #: most numerous). tests/face/test_real_faces.py holds the check on the real videos.
 EYE_SIZE = (0.18, 0.35)
+#: Width (px) at which a larger face box's top is searched for eyes first: its smallest eye
+#: window is then the cascade's own 20 px. On the real videos it finds two eyes on all but 4
+#: more faces of 109, which the full-resolution search that follows then finds; 2.5x cheaper
+#: on the synthetic corpus's 197-px faces.
+EYE_SEARCH_WIDTH = 112
 
 
 @dataclass(frozen=True)
@@ -193,22 +198,40 @@ class HaarFaceDetector(FaceDetector):
 
     def find_eyes(self, image: np.ndarray, face: Face) -> Face:
         """Eyes from the eye cascade in the upper half of the face box: the largest
-        detection in each half (left, right); unchanged when either is missing."""
+        detection in each half (left, right); unchanged when either is missing.
+
+        The box is searched at :data:`EYE_SEARCH_WIDTH` pixels wide first (a fraction of the
+        cost on large faces), then, if that does not give two eyes, at full resolution.
+        """
         gray = _as_gray(image)
         b = face.box
         top = gray[b.y : b.y + b.h // 2 + b.h // 10, b.x : b.x + b.w]
-        smallest, largest = max(int(EYE_SIZE[0] * b.w), 8), max(int(EYE_SIZE[1] * b.w), 9)
+        eyes = self._eyes(top, EYE_SEARCH_WIDTH) if b.w > EYE_SEARCH_WIDTH else None
+        if eyes is None:
+            eyes = self._eyes(top, b.w)
+        if eyes is None:
+            return face
+        (x0, y0), (x1, y1) = eyes
+        return Face(face.box, face.score, ((b.x + x0, b.y + y0), (b.x + x1, b.y + y1)), face.landmarks)
+
+    def _eyes(self, top: np.ndarray, width: int) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """The two eye centres in ``top`` (in its pixels) searched at ``width`` pixels wide, or None."""
+        full_height, full_width = top.shape
+        if width < full_width:
+            top = cv2.resize(top, (width, max(1, round(full_height * width / full_width))), interpolation=cv2.INTER_AREA)
+        back_x, back_y = full_width / top.shape[1], full_height / top.shape[0]
+        smallest, largest = max(int(EYE_SIZE[0] * width), 8), max(int(EYE_SIZE[1] * width), 9)
         found = self._cascade(self.eye_path).detectMultiScale(top, scaleFactor=1.05, minNeighbors=4,
                                                               minSize=(smallest, smallest), maxSize=(largest, largest))
         halves: dict[int, tuple[int, tuple[float, float]]] = {}
         for x, y, w, h in found:
-            centre = (b.x + x + w / 2, b.y + y + h / 2)
-            half = int(centre[0] >= b.x + b.w / 2)
+            centre = ((x + w / 2) * back_x, (y + h / 2) * back_y)
+            half = int(centre[0] >= full_width / 2)
             if w * h > halves.get(half, (0, None))[0]:
                 halves[half] = (w * h, centre)
         if len(halves) < 2:
-            return face
-        return Face(face.box, face.score, (halves[0][1], halves[1][1]), face.landmarks)
+            return None
+        return halves[0][1], halves[1][1]
 
 
 class YuNetFaceDetector(FaceDetector):

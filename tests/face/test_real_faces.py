@@ -55,9 +55,10 @@ def test_haar_eye_cascade_levels_single_face(shared_dir):
 
 @pytest.mark.parametrize("name", VIDEOS)
 def test_haar_eye_search_is_as_good_as_a_search_over_every_size(shared_dir, yunet_model, name, monkeypatch):
-    """The eye search is limited to eye-sized windows (detect.EYE_SIZE) for speed. On real
-    faces it must find two eyes exactly where a search over every size from a tenth to half
-    of the box does, and place them as well, YuNet's eye landmarks being the reference."""
+    """For speed the eye search looks for eye-sized windows only (detect.EYE_SIZE), first in
+    the box scaled down to detect.EYE_SEARCH_WIDTH. On real faces it must find two eyes
+    exactly where a full-resolution search over every size from a tenth to half of the box
+    does, and place them as well, YuNet's eye landmarks being the reference."""
     from fastmer.face import detect
 
     haar, yunet = HaarFaceDetector(), YuNetFaceDetector(yunet_model)
@@ -65,13 +66,14 @@ def test_haar_eye_search_is_as_good_as_a_search_over_every_size(shared_dir, yune
     faces = [(frame, found[0], yunet.largest(frame).eyes) for frame in frames if (found := haar.detect(frame))]
     assert len(faces) >= 10, f"{name}: Haar found a face in only {len(faces)} of {len(frames)} frames"
 
-    def errors(eye_size):  # per face: the worse eye's distance from YuNet's, in box widths (None: no eyes)
+    def errors(eye_size, search_width):  # per face: the worse eye's distance from YuNet's, in box widths
         monkeypatch.setattr(detect, "EYE_SIZE", eye_size)
+        monkeypatch.setattr(detect, "EYE_SEARCH_WIDTH", search_width)
         found = [(haar.find_eyes(frame, face).eyes, reference, face.box.w) for frame, face, reference in faces]
         return [None if eyes is None else np.abs(np.subtract(eyes, reference)).max() / width
                 for eyes, reference, width in found]
 
-    fast, thorough = errors(detect.EYE_SIZE), errors((0.1, 0.5))
+    fast, thorough = errors(detect.EYE_SIZE, detect.EYE_SEARCH_WIDTH), errors((0.1, 0.5), 1 << 20)
     assert [e is None for e in fast] == [e is None for e in thorough], f"{name}: eyes found on other faces"
     assert sum(e is not None for e in fast) >= 0.9 * len(faces), f"{name}: too few faces with two eyes"
     fast, thorough = [e for e in fast if e is not None], [e for e in thorough if e is not None]

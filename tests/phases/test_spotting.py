@@ -112,3 +112,15 @@ def test_principal_curve_matches_a_float64_oracle(shape):
     for given in (crops, torch.from_numpy(crops)):
         got = principal_curve(given, sigma=1.0).double().numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * expected.max())
+
+
+@pytest.mark.parametrize("band_bytes", [1, 5000, 1 << 30])
+def test_principal_curve_is_the_same_whatever_the_band_height(band_bytes, monkeypatch):
+    """Short clips are blurred in one band, long ones in bands of at least 8 rows (BAND_BYTES):
+    the curve must not depend on where the bands are cut."""
+    from fastmer.phases import spotting
+
+    crops = np.random.default_rng(1).integers(0, 256, (40, 50, 30), dtype=np.uint8)
+    whole = principal_curve(crops, sigma=1.0)
+    monkeypatch.setattr(spotting, "BAND_BYTES", band_bytes)
+    assert torch.equal(principal_curve(crops, sigma=1.0), whole)
