@@ -79,6 +79,35 @@ def test_model_learns_on_every_input(benchmark, store, tmp_path, name, inputs):
     assert pooled["uf1"] > 1 / 3 + CHANCE_MARGIN, f"{name} on {inputs}: pooled UF1 {pooled['uf1']:.3f} is close to chance"
 
 
+# The same comparison across ImageNet-style backbones (timm models, from scratch: nothing is
+# downloaded). Runs where timm imports (`make test-timm`'s venv: .venv-timm/bin/python -m pytest ...).
+TIMM_BACKBONES = ("timm:resnet18", "efficientnet_b0")
+
+
+@pytest.mark.parametrize("backbone", TIMM_BACKBONES)
+@pytest.mark.parametrize("inputs", INPUT_COMPARISON)
+def test_timm_backbone_learns_on_every_input(benchmark, store, tmp_path, backbone, inputs):
+    try:
+        import timm  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - a torchvision that does not match torch fails in many ways
+        pytest.skip(f"timm is not usable here ({type(exc).__name__}); run in make test-timm's venv")
+    benchmark.group = "timm backbones x inputs (P7's comparison), LOSO on a synthetic corpus"
+    reports = []
+
+    def run():
+        reports.append(train(store, tmp_path / f"run{len(reports)}", model="mmcof", inputs=(inputs,),
+                             model_options={"encoder": backbone}, jobs=usable_cores()))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    report = reports[-1]
+    pooled = report["metrics"]["pooled"]
+    benchmark.extra_info.update(model="mmcof", backbone=backbone, input=inputs, uf1=pooled["uf1"], uar=pooled["uar"],
+                                parameters=report["parameters"], seconds=report["seconds"]["total"])
+    print(f"\n| mmcof --backbone {backbone} | `{inputs}` | {report['parameters']:,} | {pooled['uf1']:.3f} | "
+          f"{pooled['uar']:.3f} | {report['seconds']['total']:.1f} |")
+    assert pooled["uf1"] > 1 / 3 + CHANCE_MARGIN, f"{backbone} on {inputs}: pooled UF1 {pooled['uf1']:.3f} is close to chance"
+
+
 @pytest.fixture(scope="module")
 def dual_view_store(tmp_path_factory):
     """4DME-like: 6 subjects x 12 clips, a left and a right view each, 5 classes, one or two labels per clip."""

@@ -18,7 +18,7 @@ DEVICES = ("auto", "cpu", "cuda")
 VIEW_LAYOUTS = ("stack", "separate")
 TASKS = ("emotion", "au")
 DEFAULT_MIN_AU_CLIPS = 10
-ENCODERS = ("compact", "resnet18")  # fastmer.models.blocks.ENCODERS
+ENCODERS = ("compact", "resnet18")  # fastmer.models.blocks.ENCODERS; any other name is a timm model
 
 
 def _parse_options(values: tuple[str, ...]) -> dict:
@@ -79,9 +79,15 @@ def _parse_options(values: tuple[str, ...]) -> dict:
                    "reading dynamic_image). Test clips are never augmented.")
 @click.option("--svm-c", type=click.FloatRange(0, min_open=True), default=None,
               help="C of the linear SVM (lbptop-svm) [1].")
-@click.option("--backbone", "--encoder", "encoder", type=click.Choice(ENCODERS), default=None,
-              help="CNN of fmanet, mmcof, cof, dianet and afn: compact (3 blocks) or resnet18 (torchvision's "
-                   "architecture, from scratch) [compact].")
+@click.option("--backbone", "--encoder", "encoder", default=None, metavar="NAME",
+              help="CNN of fmanet, mmcof, cof, dianet and afn: compact (3 blocks), resnet18 (torchvision's "
+                   "architecture, from scratch), or any timm model (resnet50, vgg19_bn, efficientnet_b0, "
+                   "vit_base_patch16_224, ...; timm:NAME forces timm's; needs `pip install 'fastmer[timm]'`) "
+                   "[compact].")
+@click.option("--pretrained", is_flag=True,
+              help="Start a timm backbone from timm's ImageNet weights: model.safetensors downloaded once from the "
+                   "Hugging Face Hub into its cache, recorded with its sha256 (offline: --weights FILE). A 3-channel "
+                   "stem is adapted to the input's maps (1: RGB kernels summed; n: repeated, scaled by 3/n).")
 @click.option("--no-fusion-attention", is_flag=True,
               help="microattnet ablation: concatenate the three streams instead of fusing them by attention.")
 @click.option("--no-se", is_flag=True, help="microattnet ablation: no squeeze-and-excitation on the magnitude stream.")
@@ -116,7 +122,8 @@ def _parse_options(values: tuple[str, ...]) -> dict:
 @click.option("--overwrite", is_flag=True, help="Replace a training run at --out (anything else is refused).")
 def command(store, model, protocol, train_datasets, test_datasets, task, labels, aus, min_au_clips, out, recipe, epochs,
             lr, batch_size, optimizer, loss, focal_gamma, class_weighting, patience, val_fraction, k, test_fraction,
-            seed, seeds, augment, svm_c, encoder, no_fusion_attention, no_se, extra_options, weights, input_size,
+            seed, seeds, augment, svm_c, encoder, pretrained, no_fusion_attention, no_se, extra_options, weights,
+            input_size,
             view_layout, inputs, normalization, describe, device, jobs, fold_batch, amp, overwrite):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
@@ -167,6 +174,16 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
         "focal_gamma": focal_gamma, "class_weighting": class_weighting, "patience": patience,
         "val_fraction": val_fraction}.items() if value is not None}
     model_options = _parse_options(extra_options)
+    if encoder is not None and encoder not in ENCODERS:  # a timm model: known to the installed timm?
+        from fastmer.models.timm_backbone import check_timm_model  # noqa: PLC0415
+
+        try:
+            check_timm_model(encoder)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--backbone") from exc
+    if pretrained and weights is not None:
+        raise click.BadParameter("give either --pretrained (timm's weights) or --weights FILE, not both",
+                                 param_hint="--pretrained")
     for value, key, flag in ((svm_c, "C", "--svm-c"), (encoder, "encoder", "--backbone"),
                              (False if no_fusion_attention else None, "fusion_attention", "--no-fusion-attention"),
                              (False if no_se else None, "se", "--no-se")):
@@ -178,7 +195,8 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
             raise click.BadParameter(f"{model} has no {key} option", param_hint=flag)
         model_options[key] = value
     if describe:
-        _describe(model, labels, model_options, input_size, store, view_layout, normalization, inputs)
+        _describe(model, labels, model_options, input_size, store, view_layout, normalization, inputs,
+                  task_options)
         return
     if store is None or out is None:
         raise click.UsageError("STORE and --out are required (unless --describe)")
@@ -205,7 +223,7 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
                "recipe": chosen, "model_options": model_options,
                "augment": augment, "device": device, "jobs": jobs, "fold_batch": fold_batch, "amp": amp, "k": k,
                "test_fraction": test_fraction, "view_layout": view_layout, "input_size": input_size,
-               "normalization": normalization, "inputs": tuple(inputs), "weights": weights,
+               "normalization": normalization, "inputs": tuple(inputs), "weights": weights, "pretrained": pretrained,
                "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
     try:  # train() refuses an --out that is not a run (or is its store) before anything runs
         if seed_list:
@@ -227,15 +245,32 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
                           indent=2))
 
 
-def _describe(model, labels, options, input_size, store, view_layout, normalization=None, inputs=()):
-    from fastmer.datasets.labels import get_protocol  # noqa: PLC0415
+def _describe(model, labels, options, input_size, store, view_layout, normalization=None, inputs=(), task_options=None):
+    from fastmer.datasets.labels import au_name, get_protocol  # noqa: PLC0415
     from fastmer.models.model import describe  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
 
+    task_options = task_options or {"task": "emotion"}
     try:
-        info = describe(model, get_protocol(labels).classes, options=options, input_size=input_size,
-                        normalization=normalization, inputs=tuple(inputs),
-                        store=open_store(store) if store else None, view_layout=view_layout)
+        opened = open_store(store) if store else None
+        classes = get_protocol(labels).classes
+        outputs = f"classes ({labels}): {', '.join(classes)}"
+        if task_options["task"] == "au":  # one sigmoid output per action unit, chosen from the store or --aus
+            from fastmer.train.run import au_targets, parse_aus  # noqa: PLC0415
+
+            aus, min_clips = task_options.get("aus"), task_options.get("min_au_clips") or DEFAULT_MIN_AU_CLIPS
+            if opened is not None:
+                protocol, _, chosen = au_targets(opened, aus, min_clips)
+                classes = protocol.classes
+                outputs = f"outputs (au task, {chosen['selection']}): {', '.join(classes)}, one sigmoid each"
+            elif aus is not None:
+                classes = tuple(au_name(n) for n in parse_aus(aus))
+                outputs = f"outputs (au task, given (--aus)): {', '.join(classes)}, one sigmoid each"
+            else:
+                outputs = (f"outputs (au task): one sigmoid per action unit of the store with at least {min_clips} "
+                           f"positive clips (give STORE or --aus to list them; parameters below for {len(classes)})")
+        info = describe(model, classes, options=options, input_size=input_size,
+                        normalization=normalization, inputs=tuple(inputs), store=opened, view_layout=view_layout)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from exc
     lines = [
@@ -248,7 +283,7 @@ def _describe(model, labels, options, input_size, store, view_layout, normalizat
         + ("" if store else " (store assumed at the default crop size)"),
         f"  normalization: {info['input']['normalization']} ("
         + ", ".join(f"{c} {m}" for c, m in info["input"]["channel_normalization"].items()) + ")",
-        f"  classes ({labels}): {', '.join(info['classes'])}",
+        f"  {outputs}",
         f"  options: {json.dumps(info['options'])}",
         f"  parameters: {info['parameters']:,} ({info['saved_tensor_elements']:,} saved values with buffers)",
         "  by module: " + ", ".join(f"{k} {v:,}" for k, v in info["parameters_by_module"].items()),

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 ENCODERS = ("compact", "resnet18")
-"""Feature extractors of the multi-stream networks: :class:`CompactEncoder` (small data) or
-:class:`ResNet18` (torchvision's architecture, trained from scratch)."""
+"""fastmer's own feature extractors of the classifier and multi-stream networks:
+:class:`CompactEncoder` (small data) or :class:`ResNet18` (torchvision's architecture,
+trained from scratch). Any other name is a timm model
+(:class:`~fastmer.models.timm_backbone.TimmEncoder`; ``timm:NAME`` forces timm's)."""
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:
@@ -133,12 +135,15 @@ class ResNet18(nn.Module):
 
 
 def make_encoder(kind: str, in_channels: int) -> nn.Module:
-    """A feature-map encoder by name (:data:`ENCODERS`) with an ``out_channels`` attribute."""
+    """A feature-map encoder by name with an ``out_channels`` attribute: one of
+    :data:`ENCODERS`, else a timm model (``timm:NAME`` or a bare timm name)."""
     if kind == "compact":
         return CompactEncoder(in_channels)
     if kind == "resnet18":
         return ResNet18(0, in_channels)  # no fc: forward returns the layer4 map
-    raise ValueError(f"encoder must be one of {ENCODERS}, got {kind!r}")
+    from fastmer.models.timm_backbone import TimmEncoder, check_timm_model  # noqa: PLC0415
+
+    return TimmEncoder(check_timm_model(kind), in_channels)
 
 
 class SpatialAttention(nn.Module):

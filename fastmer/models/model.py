@@ -14,6 +14,7 @@ from torch import nn
 
 from fastmer.models import InputSpec, check_options, get_entry, model_options
 from fastmer.models.inputs import InputAdapter
+from fastmer.models.timm_backbone import adapt_input_weight
 
 
 class MERModel(nn.Module):
@@ -80,11 +81,14 @@ class MERModel(nn.Module):
         A file tensor ``k`` goes to the network's ``k``, or else to ``p + k`` for every prefix
         ``p`` under which at least half of the file's names exist (a backbone inside each
         stream: the same weights in every stream), when the shapes agree; the rest keep their
-        initialisation.
+        initialisation. A convolution pretrained on 3 (RGB) input channels whose network
+        counterpart differs only in its input channels (a stem fed 1, 2 or more maps) is
+        adapted by :func:`~fastmer.models.timm_backbone.adapt_input_weight`.
 
         Returns:
             The state-dict update for ``net.load_state_dict(update, strict=False)``, and
-            ``{"file", "sha256", "loaded", "shape_mismatch", "unused"}`` (lists of names).
+            ``{"file", "sha256", "loaded", "adapted_input", "shape_mismatch", "unused"}``
+            (lists of names; ``loaded`` includes the adapted ones).
 
         Raises:
             ValueError: the file is not safetensors, or no tensor of it fits the network.
@@ -106,21 +110,26 @@ class MERModel(nn.Module):
             for prefix in {k[: -len(key)] for k in own if k.endswith("." + key)}:
                 counts[prefix] = counts.get(prefix, 0) + 1
         prefixes = [p for p, n in counts.items() if n >= len(tensors) / 2]
-        mismatch, unused, update = [], [], {}
+        mismatch, unused, adapted, update = [], [], [], {}
         for key, value in tensors.items():
             targets = [key] if key in own else [p + key for p in prefixes if p + key in own]
             if not targets:
                 unused.append(key)
             for target in targets:
-                if own[target].shape == value.shape:
+                shape = own[target].shape
+                if shape == value.shape:
                     update[target] = value.to(own[target].dtype)
+                elif value.dim() == 4 and value.shape[1] == 3 and shape[:1] + shape[2:] == value.shape[:1] + value.shape[2:]:
+                    # an RGB stem for the network's other number of input maps
+                    update[target] = adapt_input_weight(value, shape[1]).to(own[target].dtype)
+                    adapted.append(target)
                 else:
                     mismatch.append(target)
         if not update:
             raise ValueError(f"no tensor of --weights {path} fits the {self.config['model']} network "
                              f"({len(mismatch)} of matching name but other shape, {len(unused)} unknown names)")
         return update, {"file": str(path), "sha256": hashlib.sha256(blob).hexdigest(), "loaded": sorted(update),
-                        "shape_mismatch": sorted(mismatch), "unused": sorted(unused)}
+                        "adapted_input": sorted(adapted), "shape_mismatch": sorted(mismatch), "unused": sorted(unused)}
 
     def load_initial_weights(self, path: str | Path) -> dict[str, Any]:
         """Load :meth:`match_initial_weights` into the network; returns its report."""

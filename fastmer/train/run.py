@@ -153,7 +153,7 @@ def _targets(store: FeatureStore, protocol: LabelProtocol) -> tuple[list[int], l
     return keep, targets, excluded
 
 
-def _parse_aus(aus: Sequence[int | str] | str) -> list[int]:
+def parse_aus(aus: Sequence[int | str] | str) -> list[int]:
     """``--aus`` values (``"1,2,AU4"`` or a sequence) -> AU numbers, in the given order."""
     items = aus.split(",") if isinstance(aus, str) else list(aus)
     numbers = []
@@ -173,7 +173,7 @@ def _parse_aus(aus: Sequence[int | str] | str) -> list[int]:
     return numbers
 
 
-def _au_targets(store: FeatureStore, aus: Sequence[int | str] | str | None,
+def au_targets(store: FeatureStore, aus: Sequence[int | str] | str | None,
                 min_clips: int) -> tuple[LabelProtocol, tuple[list[int], list[Any], list[dict[str, Any]]], dict]:
     """The AU task: its classes, each kept row's 0/1 row over them, and what was chosen how.
 
@@ -203,7 +203,7 @@ def _au_targets(store: FeatureStore, aus: Sequence[int | str] | str | None,
             clips_of.setdefault(number, set()).add(clip_of(uids[i]))
     positives = {au_name(n): len(clips_of[n]) for n in sorted(clips_of)}
     if aus is not None:
-        chosen = _parse_aus(aus)
+        chosen = parse_aus(aus)
         missing = [au_name(n) for n in chosen if n not in clips_of]
         if missing:
             raise ValueError(f"aus: {', '.join(missing)} has no positive clip in {store.path}; annotated AUs (clips): "
@@ -251,7 +251,7 @@ def _prepare(store: FeatureStore, template: MERModel, entry: ModelEntry, protoco
     """Map labels (listing the clips the protocol excludes) and prepare network inputs once.
 
     ``targets``: the kept rows, their targets and the excluded clips when already computed
-    (the AU task, :func:`_au_targets`); default: ``protocol``'s mapping of the stored labels."""
+    (the AU task, :func:`au_targets`); default: ``protocol``'s mapping of the stored labels."""
     from fastmer.models.inputs import InputAdapter, clip_of, gather_stored  # noqa: PLC0415
 
     keep, targets, excluded = targets if targets is not None else _targets(store, protocol)
@@ -634,6 +634,7 @@ def train(
     normalization: str | None = None,
     inputs: Sequence[str] = (),
     weights: str | Path | None = None,
+    pretrained: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -685,7 +686,11 @@ def train(
             (:func:`fastmer.models.inputs.override_input`); recorded in model.json, so
             export and inference read the same columns.
         weights: safetensors file every fold and the final model start from
-            (:meth:`MERModel.match_initial_weights`); recorded with its sha256.
+            (:meth:`MERModel.match_initial_weights`); recorded with its sha256 in the report
+            and in every model.json.
+        pretrained: start the timm backbone (``model_options["encoder"]``) from timm's
+            ImageNet weights, downloaded once (:func:`fastmer.models.timm_backbone.pretrained_file`)
+            and then loaded as ``weights`` are.
         overwrite: replace a run in ``out`` (a non-empty folder that is not a fastmer run is refused).
         log: callable receiving progress lines.
 
@@ -714,7 +719,7 @@ def train(
     store = open_store(store_path)
     au_info, targets = None, None
     if task == "au":
-        label_protocol, targets, au_info = _au_targets(store, aus, min_au_clips)
+        label_protocol, targets, au_info = au_targets(store, aus, min_au_clips)
         labels = "au"
     else:
         label_protocol = get_protocol(labels)
@@ -743,10 +748,18 @@ def train(
     channels = network_channels(template.adapter.spec, template.adapter.views)
     augment = _check_augment(augment, entry, store, channels)
     initial, initial_info = None, None
+    source = None
+    if pretrained:
+        weights, source = _pretrained_weights(model, template.config["options"], weights)
     if weights is not None:
         if entry.fitter == "solver":
             raise ValueError(f"{model} is solved exactly; it takes no starting weights")
         initial, initial_info = template.match_initial_weights(weights)
+        if source is not None:
+            initial_info["source"] = source
+        log(f"starting weights {initial_info['file']} (sha256 {initial_info['sha256'][:12]}...): "
+            f"{len(initial_info['loaded'])} tensors loaded, {len(initial_info['adapted_input'])} input stems adapted, "
+            f"{len(initial_info['shape_mismatch'])} of another shape and {len(initial_info['unused'])} unused")
     start = time.perf_counter()
     data = _prepare(store, template, entry, label_protocol, augment, layout, targets)
     folds = make_folds(protocol, data.subjects, datasets=data.datasets, k=k, test_fraction=test_fraction, seed=seed,
@@ -776,10 +789,20 @@ def train(
         + (", bfloat16 mixed precision" if amp else ""))
 
     provenance = {"fastmer_version": __version__, "labels": labels,
+                  # where the weights started (file, sha256, source): the lists of names stay in report.json
+                  "initial_weights": None if initial_info is None else
+                  {key: value for key, value in initial_info.items() if not isinstance(value, list)},
                   "recipe": asdict(recipe) if recipe is not None else None,
                   "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"],
                                  # what scoring raw video must reproduce (fastmer infer VIDEO)
                                  "params": store.meta.get("params")}}
+    from fastmer.models.blocks import ENCODERS  # noqa: PLC0415
+
+    backbone = template.config["options"].get("encoder")
+    if isinstance(backbone, str) and backbone not in ENCODERS:  # a timm model: its version matters
+        from fastmer.models.timm_backbone import import_timm  # noqa: PLC0415
+
+        provenance["timm_version"] = import_timm().__version__
     (out / FOLDS_DIR).mkdir(exist_ok=True)
     # Train on A, test on C: the final model is a model of A (trained on C, it would score C with a model that saw it).
     final_train = folds[0].train if protocol == "cross-dataset" and train_datasets is not None else None
@@ -960,6 +983,21 @@ def _cross_dataset_options(folds: Sequence[Fold], train_datasets: Sequence[str] 
         return {"mode": "leave-one-dataset-out", "datasets": sorted({d for f in folds for d in f.test_datasets})}
     (fold,) = folds
     return {"mode": "train-test", "train_datasets": list(fold.train_datasets), "test_datasets": list(fold.test_datasets)}
+
+
+def _pretrained_weights(model: str, options: dict[str, Any], weights: str | Path | None) -> tuple[Path, str]:
+    """The local file of timm's ImageNet weights for the model's backbone (``--pretrained``)."""
+    from fastmer.models.blocks import ENCODERS  # noqa: PLC0415
+    from fastmer.models.timm_backbone import pretrained_file  # noqa: PLC0415
+
+    if weights is not None:
+        raise ValueError("give either pretrained=True (timm's weights) or weights=FILE, not both")
+    backbone = options.get("encoder")
+    if backbone is None or backbone in ENCODERS:
+        raise ValueError(f"--pretrained starts a timm backbone from timm's weights; model {model} has "
+                         + (f"fastmer's own encoder {backbone!r}" if backbone else "no backbone option")
+                         + " (choose one with --backbone NAME, e.g. resnet50)")
+    return pretrained_file(backbone)
 
 
 def train_seeds(store_path: str | Path, out: str | Path, seeds: Sequence[int], *, overwrite: bool = False,

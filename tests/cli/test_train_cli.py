@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -124,3 +125,33 @@ def test_paper_model_from_the_cli_with_ablation_and_weights(paper_store, tmp_pat
     assert report["initial_weights"]["file"].endswith("r18.safetensors")
     assert "encoders.1.layer4.1.conv2.weight" in report["initial_weights"]["loaded"]
     assert report["initial_weights"]["shape_mismatch"] == [] and "fc.weight" in report["initial_weights"]["unused"]
+
+
+def _timm_usable() -> bool:
+    try:
+        import timm  # noqa: F401
+    except Exception:  # noqa: BLE001 - a torchvision that does not match torch fails in many ways
+        return False
+    return True
+
+
+def test_a_timm_backbone_without_timm_says_how_to_install_it(synthetic_store, tmp_path):
+    if _timm_usable():
+        pytest.skip("timm is usable here: tests/models/test_timm.py covers the backbone")
+    result = _run(synthetic_store, "-m", "cof", "--backbone", "resnet50", "-o", tmp_path / "run")
+    assert result.exit_code == 2 and "--backbone" in result.output
+    assert "must be a timm model" in result.output and "pip install 'fastmer[timm]'" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrained_needs_a_timm_backbone(synthetic_store, tmp_path):
+    uvm = ("--input", "flow_onset_apex:u,v,magnitude")  # cof's own input is not in this store
+    result = _run(synthetic_store, "-m", "cof", *uvm, "--pretrained", "-o", tmp_path / "run")
+    assert result.exit_code == 1 and "--pretrained starts a timm backbone" in result.output
+    assert "fastmer's own encoder 'compact'" in result.output and not (tmp_path / "run" / "model.json").exists()
+    result = _run(synthetic_store, "-m", "ststnet", "--pretrained", "-o", tmp_path / "run")
+    assert result.exit_code == 1 and "model ststnet has no backbone option" in result.output
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"x")
+    result = _run(synthetic_store, "-m", "cof", *uvm, "--pretrained", "--weights", weights, "-o", tmp_path / "run")
+    assert result.exit_code == 2 and "either --pretrained" in result.output

@@ -202,9 +202,10 @@ def test_afn_gate_mixes_the_two_streams():
     assert scalar.gates(f_t, f_m).shape == (4, 1)
     with pytest.raises(ValueError, match="gate"):
         AFN(3, gate="magic")
-    for build_bad in (lambda: AFN(3, encoder="vgg19"), lambda: FMANet(3, encoder="vgg19"),
-                      lambda: DIANet(3, encoder="vgg19")):
-        with pytest.raises(ValueError, match=r"encoder must be one of \('compact', 'resnet18'\)"):
+    # neither fastmer's nor a timm model: refused, saying so whether timm is installed or not
+    for build_bad in (lambda: AFN(3, encoder="no_such_net"), lambda: FMANet(3, encoder="no_such_net"),
+                      lambda: DIANet(3, encoder="no_such_net")):
+        with pytest.raises(ValueError, match=r"'no_such_net' is not one of fastmer's encoders|timm has no model"):
             build_bad()
 
 
@@ -267,6 +268,43 @@ def test_initial_weights_match_by_name_and_suffix(paper_store, tmp_path):
     save_file({"nothing.here": torch.zeros(3)}, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="no tensor"):
         model.match_initial_weights(tmp_path / "other.safetensors")
+
+
+def test_rgb_stem_is_adapted_to_the_input_maps(paper_store, tmp_path):
+    """--weights / --pretrained from an RGB checkpoint: the stem of a network fed 1 map per
+    stream (AFN's dynamic images) takes the RGB kernels summed; the rest loads as is."""
+    from safetensors.torch import save_file
+
+    store = open_store(paper_store)
+    model, _ = build(store, "afn", encoder="resnet18")
+    donor = ResNet18(1000, in_channels=3)
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, tmp_path / "rgb.safetensors")
+    info = model.load_initial_weights(tmp_path / "rgb.safetensors")
+    assert info["adapted_input"] == ["encoders.0.conv1.weight", "encoders.1.conv1.weight"]
+    assert not info["shape_mismatch"] and "encoders.0.conv1.weight" in info["loaded"]
+    expected = donor.conv1.weight.detach().double().sum(dim=1, keepdim=True)
+    for encoder in model.net.encoders:
+        torch.testing.assert_close(encoder.conv1.weight.double(), expected)
+        torch.testing.assert_close(encoder.layer2[0].conv1.weight, donor.layer2[0].conv1.weight)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 7])
+def test_adapt_input_weight_is_timms_rule(channels):
+    """Against the rule written out in float64: 1 map sums R, G, B; n maps take R, G, B, R, ...
+    scaled by 3/n."""
+    from fastmer.models.timm_backbone import adapt_input_weight
+
+    weight = torch.randn(8, 3, 5, 5, dtype=torch.float64)
+    got = adapt_input_weight(weight, channels)
+    if channels == 1:
+        expected = weight[:, 0:1] + weight[:, 1:2] + weight[:, 2:3]
+    else:
+        expected = torch.stack([weight[:, i % 3] for i in range(channels)], dim=1) * (3.0 / channels)
+    torch.testing.assert_close(got, expected)
+    if channels == 1 or channels % 3 == 0:  # then a constant input meets the RGB stem's response to grey
+        torch.testing.assert_close(got.sum(dim=(1, 2, 3)), weight.sum(dim=(1, 2, 3)))
+    with pytest.raises(ValueError, match=r"\(O, 3, kh, kw\)"):
+        adapt_input_weight(torch.zeros(8, 2, 3, 3), 1)
 
 
 def test_unknown_options_are_refused(paper_store):

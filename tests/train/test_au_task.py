@@ -196,3 +196,25 @@ def test_cli_au_task(tmp_path):
     assert all(n >= 7 for n in report["action_units"]["positive_clips"].values())
     assert set(report["action_units"]["annotated_aus"]) - set(report["classes"]) == {
         au for au, n in report["action_units"]["annotated_aus"].items() if n < 7}
+
+
+def test_describe_the_au_task_lists_action_units_not_emotions(tmp_path):
+    """`--describe --task au`: the outputs are the AUs the run would train (from the store, or
+    --aus), never the emotion classes, and the network is built with that many outputs."""
+    store, _ = _au_store(tmp_path / "store", subjects=3)
+
+    def describe(*args):
+        result = CliRunner().invoke(main, ["train", "-m", "ststnet", "--describe", "--task", "au", *map(str, args)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    with_store = describe(store, "--min-au-clips", "7")
+    report_aus = [line for line in with_store.splitlines() if "outputs (au task" in line]
+    assert report_aus and "every AU with at least 7 positive clips" in report_aus[0]
+    assert "AU4" in report_aus[0].split("):", 1)[1]  # the only AU of this store in 7 clips or more
+    assert "negative" not in with_store and "classes (megc2019-3class)" not in with_store
+    given = describe("--aus", "1,2,AU4")
+    assert "outputs (au task, given (--aus)): AU1, AU2, AU4, one sigmoid each" in given
+    # 3 outputs from 16 pooled maps x 5 x 5 (+ bias): the same network as 3 emotion classes
+    assert "parameters: 1,683" in given
+    assert "one sigmoid per action unit of the store with at least 10 positive clips" in describe()
