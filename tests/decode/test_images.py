@@ -50,6 +50,14 @@ def listed(folder) -> tuple[list[str], list[int]]:
 ENGINES = ["opencv", "dali"]
 
 
+def open_listed(folder, engine: str):
+    """The folder's frames by dataset number with ``engine`` (skipped without DALI)."""
+    if engine == "dali":
+        dali_or_skip()
+    paths, numbers = listed(folder)
+    return open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_reads_mixed_formats_by_dataset_number(folder, engine):
     if engine == "dali":
@@ -121,10 +129,8 @@ def test_open_clip_frames(folder):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_missing_and_corrupt_frames(folder, engine):
-    if engine == "dali":
-        dali_or_skip()
-    paths, numbers = listed(folder)
-    source = open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+    paths, _ = listed(folder)
+    source = open_listed(folder, engine)
     with pytest.raises(ClipError, match=r"frame\(s\) 9, 40 missing in .*EP01") as error:
         source.read([9, 12, 40])
     assert error.value.stage == "decode"
@@ -192,10 +198,8 @@ REGIONS = [(0, 0, W, H), (17, 9, 40, 33), (1, 2, 3, 5), (W - 10, H - 7, 10, 7)] 
 def test_a_region_is_the_same_pixels_as_the_whole_frame_cut(folder, engine, color):
     """Read and chunks with ``region``: bit for bit the whole frames' region, on every format
     (JPEG, where DALI decodes the region only, and PNG/BMP), grey and colour."""
-    if engine == "dali":
-        dali_or_skip()
-    paths, numbers = listed(folder)
-    source = open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+    source = open_listed(folder, engine)
+    numbers = list(source.frame_numbers)
     whole = source.read(numbers, color=color)
     for x, y, w, h in REGIONS:
         got = source.read([21, 10, 15, 15], color=color, region=(x, y, w, h))
@@ -231,10 +235,7 @@ def test_dali_decodes_only_the_region_of_jpeg_frames(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_region_errors_name_the_argument_or_the_file(folder, engine):
-    if engine == "dali":
-        dali_or_skip()
-    paths, numbers = listed(folder)
-    source = open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+    source = open_listed(folder, engine)
     for bad in [(0, 0, 0, 5), (-1, 0, 5, 5), (0, 0, 5), (0, 0, 5.0, 5), "0,0,5,5", (True, 0, 5, 5)]:
         with pytest.raises(ValueError, match="region must be"):
             source.read([10], region=bad)
@@ -243,7 +244,7 @@ def test_region_errors_name_the_argument_or_the_file(folder, engine):
     with pytest.raises(ClipError, match=rf"img12.jpg: frames are {W}x{H}, too small for the region 20x10 at \({W - 19}, 0\)"):
         source.read([12], region=(W - 19, 0, 20, 10))
     # a frame of another size is still refused when only a region is decoded, across chunks too
-    cv2.imwrite(paths[7], np.zeros((H + 2, W, 3), np.uint8))
-    source = open_frames(folder, frame_paths=paths, frame_numbers=numbers, engine=engine)
+    cv2.imwrite(listed(folder)[0][7], np.zeros((H + 2, W, 3), np.uint8))
+    source = open_listed(folder, engine)
     with pytest.raises(ClipError, match=f"img17.png is {W}x{H + 2}, expected {W}x{H} like .*img10.bmp"):
-        list(source.chunks(numbers, 4, region=(0, 0, 8, 8)))
+        list(source.chunks(source.frame_numbers, 4, region=(0, 0, 8, 8)))
