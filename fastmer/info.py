@@ -20,6 +20,8 @@ OPTIONAL = {
     "dali": ("nvidia.dali", "GPU video decoding", "pip install nvidia-dali-cuda120 (Linux, NVIDIA GPU for H.264/HEVC)"),
     "ray": ("ray", "multi-machine extraction", "pip install 'ray[data]'"),
     "pyav": ("av", "video decoding fallback", "pip install av"),
+    "timm": ("timm", "timm backbones (fastmer train --backbone NAME --pretrained)",
+             "pip install 'fastmer[timm]'; needs a torchvision built for your torch"),
 }
 
 

@@ -51,7 +51,7 @@ def test_info_json(runner):
     assert all(paths["cpu"] == "native" for paths in info["ops"].values())
     comps = info["components"]
     assert comps["onnxruntime"]["available"] and "CPUExecutionProvider" in comps["onnxruntime"]["providers"]
-    for name in ("tensorrt", "dali", "ray", "pyav"):
+    for name in ("tensorrt", "dali", "ray", "pyav", "timm"):
         assert comps[name]["available"] or comps[name]["reason"]
     assert info["decode"]["auto"]["cpu"]["images"]["engine"] in ("dali-cpu", "opencv")
     assert info["decode"]["auto"]["cpu"]["video"]["h264"]["engine"] in ("pyav", "opencv")  # never DALI on a CPU
