@@ -2,6 +2,7 @@
 #
 #   make demo    create .venv, install everything, build the extension, run `fastmer demo`
 #   make test    same setup, then the test suite
+#   make test-timm   the timm-backbone tests, in .venv-timm (torch 2.14.1 + torchvision 0.29.1)
 #   make bench   same setup, then the benchmarks (bench/RESULTS.md records the figures)
 #   make gpu-check   on a GPU machine, with its own Python (no venv, no network): build in
 #                place, CUDA tests, compute-sanitizer, GPU benchmarks -> $(GPU_CHECK_OUT)/
