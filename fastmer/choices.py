@@ -3,8 +3,9 @@ detectors, apex policies...), each tuple written once.
 
 The bottom layer: it imports nothing, so the stages that check a choice (:mod:`fastmer.motion`,
 :mod:`fastmer.phases`, :mod:`fastmer.face`, :mod:`fastmer.decode`) and the configuration
-that offers them (:mod:`fastmer.config`, which re-exports every name here, and the CLI's
-option defaults) all take them from here without importing each other.
+that offers them (:mod:`fastmer.config`, which re-exports every extraction choice here, and
+the CLI's option defaults; the models and ``fastmer train`` take :data:`ENCODERS`) all take
+them from here without importing each other.
 """
 
 from __future__ import annotations
@@ -55,3 +56,7 @@ VIEW_MODES = ("full", "split")
 APEX_MODES = ("auto", "spot", "annotation")
 # Apex-spotting motion curves (fastmer.phases.spotting), the default first.
 APEX_ESTIMATORS = ("pca", "regions", "diff", "flow")
+
+# fastmer's own encoders of the classifier and multi-stream networks (fastmer.models.blocks);
+# any other --backbone name is a timm model (fastmer.models.timm_backbone).
+ENCODERS = ("compact", "resnet18")

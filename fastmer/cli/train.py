@@ -6,6 +6,7 @@ import json
 
 import click
 
+from fastmer.choices import ENCODERS
 from fastmer.cli import CONTEXT
 from fastmer.datasets.labels import LABEL_PROTOCOLS
 from fastmer.models import CLASS_WEIGHTING, LOSSES, MODELS, NORMALIZATIONS, OPTIMIZERS
@@ -18,7 +19,6 @@ DEVICES = ("auto", "cpu", "cuda")
 VIEW_LAYOUTS = ("stack", "separate")
 TASKS = ("emotion", "au")
 DEFAULT_MIN_AU_CLIPS = 10
-ENCODERS = ("compact", "resnet18")  # fastmer.models.blocks.ENCODERS; any other name is a timm model
 
 
 def _parse_options(values: tuple[str, ...]) -> dict:

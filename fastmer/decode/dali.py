@@ -117,8 +117,9 @@ def _build(kind: str, device_id: int | None) -> object:
         if not kind.endswith("-region"):
             return fn.decoders.image(encoded, device=backend, output_type=output_type)
         # (y, x) and (h, w) in pixels. libjpeg-turbo (CPU) and nvJPEG decode only the region's
-        # columns and stop after its last row; a region past the image's edge is padded and
-        # then refused, from the whole shape the second output peeks from the header.
+        # columns and stop after its last row. The second output, each file's whole shape
+        # read from its header, is checked against the first file's (a region past an
+        # image's edge makes DALI fail: _decode_files then decodes whole frames to say why).
         anchor = fn.external_source(name="anchor", dtype=types.INT32, ndim=1)
         shape = fn.external_source(name="shape", dtype=types.INT32, ndim=1)
         region = fn.decoders.image_slice(encoded, anchor, shape, device=backend, output_type=output_type,
@@ -206,7 +207,9 @@ class DaliImages(ImageSequenceSource):
                     frames = self._decode_files(chunk, color, None)
                     self.check_sizes([frame.shape[:2] for frame in frames], chunk)
                     check_fits(region, frames[0].shape[:2], chunk[0])
-                    raise  # not reached: DALI fails on the region of a file it decodes whole
+                    raise ClipError("decode", f"DALI could not decode the region {region} (x, y, w, h) of "
+                                              f"{len(chunk)} images from {chunk[0]}, which it decodes whole: "
+                                              f"{error}") from error
                 if error.sample is not None and error.sample < len(chunk):
                     raise _undecodable(chunk[error.sample], feeds["encoded"][error.sample], error) from error
                 self._raise_for_culprit(kind, chunk, feeds)

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ENCODERS = ("compact", "resnet18")
-"""fastmer's own feature extractors of the classifier and multi-stream networks:
-:class:`CompactEncoder` (small data) or :class:`ResNet18` (torchvision's architecture,
-trained from scratch). Any other name is a timm model
-(:class:`~fastmer.models.timm_backbone.TimmEncoder`; ``timm:NAME`` forces timm's)."""
+# fastmer's own feature extractors of the classifier and multi-stream networks, by name
+# (ENCODERS): CompactEncoder (small data) or ResNet18 (torchvision's architecture, trained
+# from scratch). Any other name is a timm model (fastmer.models.timm_backbone.TimmEncoder;
+# ``timm:NAME`` forces timm's).
+from fastmer.choices import ENCODERS  # noqa: F401  (re-exported: blocks.ENCODERS)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastmer.choices import ENCODERS
+
 #: Prefix that always means a timm model (``timm:resnet18``; a bare ``resnet18`` is fastmer's own).
 TIMM_PREFIX = "timm:"
 INSTALL_HINT = ("pip install 'fastmer[timm]' (timm needs a torchvision built for your torch: for the CPU wheel of "
@@ -35,6 +37,12 @@ def import_timm():
     except Exception as exc:  # a torchvision that does not match torch fails in many ways
         raise ImportError(f"timm is not usable here ({type(exc).__name__}: {exc}); {INSTALL_HINT}") from exc
     return timm
+
+
+def is_timm_backbone(backbone: object) -> bool:
+    """Whether a ``--backbone`` name means a timm model: any name but fastmer's own
+    :data:`~fastmer.choices.ENCODERS` (``timm:NAME`` always does)."""
+    return isinstance(backbone, str) and backbone not in ENCODERS
 
 
 def timm_name(backbone: str) -> str:

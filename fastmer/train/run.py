@@ -796,12 +796,9 @@ def train(
                   "trained_on": {"store": str(store_path), "params_hash": store.meta["params_hash"],
                                  # what scoring raw video must reproduce (fastmer infer VIDEO)
                                  "params": store.meta.get("params")}}
-    from fastmer.models.blocks import ENCODERS  # noqa: PLC0415
+    from fastmer.models.timm_backbone import import_timm, is_timm_backbone  # noqa: PLC0415
 
-    backbone = template.config["options"].get("encoder")
-    if isinstance(backbone, str) and backbone not in ENCODERS:  # a timm model: its version matters
-        from fastmer.models.timm_backbone import import_timm  # noqa: PLC0415
-
+    if is_timm_backbone(template.config["options"].get("encoder")):  # a timm model: its version matters
         provenance["timm_version"] = import_timm().__version__
     (out / FOLDS_DIR).mkdir(exist_ok=True)
     # Train on A, test on C: the final model is a model of A (trained on C, it would score C with a model that saw it).
@@ -987,13 +984,12 @@ def _cross_dataset_options(folds: Sequence[Fold], train_datasets: Sequence[str] 
 
 def _pretrained_weights(model: str, options: dict[str, Any], weights: str | Path | None) -> tuple[Path, str]:
     """The local file of timm's ImageNet weights for the model's backbone (``--pretrained``)."""
-    from fastmer.models.blocks import ENCODERS  # noqa: PLC0415
-    from fastmer.models.timm_backbone import pretrained_file  # noqa: PLC0415
+    from fastmer.models.timm_backbone import is_timm_backbone, pretrained_file  # noqa: PLC0415
 
     if weights is not None:
         raise ValueError("give either pretrained=True (timm's weights) or weights=FILE, not both")
     backbone = options.get("encoder")
-    if backbone is None or backbone in ENCODERS:
+    if not is_timm_backbone(backbone):
         raise ValueError(f"--pretrained starts a timm backbone from timm's weights; model {model} has "
                          + (f"fastmer's own encoder {backbone!r}" if backbone else "no backbone option")
                          + " (choose one with --backbone NAME, e.g. resnet50)")

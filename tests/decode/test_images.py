@@ -248,3 +248,19 @@ def test_region_errors_name_the_argument_or_the_file(folder, engine):
     source = open_listed(folder, engine)
     with pytest.raises(ClipError, match=f"img17.png is {W}x{H + 2}, expected {W}x{H} like .*img10.bmp"):
         list(source.chunks(source.frame_numbers, 4, region=(0, 0, 8, 8)))
+
+
+def test_a_dali_failure_on_a_region_alone_is_a_decode_error(folder, monkeypatch):
+    """DALI fails on the region of files it decodes whole (a DALI defect): the clip becomes a
+    decode error naming the files and DALI's message, never an internal one."""
+    source = open_listed(folder, "dali")
+    real_run = dali_engine._run
+
+    def region_fails(kind, device_id, feeds):
+        if kind.endswith("-region"):
+            raise dali_engine._DaliFailure("crop window out of bounds")
+        return real_run(kind, device_id, feeds)
+
+    monkeypatch.setattr(dali_engine, "_run", region_fails)
+    with pytest.raises(ClipError, match=r"could not decode the region \(1, 2, 3, 4\).*img12.jpg.*out of bounds"):
+        source.read([12, 13], region=(1, 2, 3, 4))
