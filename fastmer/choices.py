@@ -60,3 +60,6 @@ APEX_ESTIMATORS = ("pca", "regions", "diff", "flow")
 # fastmer's own encoders of the classifier and multi-stream networks (fastmer.models.blocks);
 # any other --backbone name is a timm model (fastmer.models.timm_backbone).
 ENCODERS = ("compact", "resnet18")
+
+# Spotting methods of long videos (fastmer.phases.flowspot), the default first.
+SPOT_METHODS = ("mdmd", "peak")

@@ -416,12 +416,16 @@ class SynthSummary:
 _KEY_SUBJECT, _KEY_CLIP, _KEY_NOISE, _KEY_HAAR = 0, 1, 2, 3
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
+def seeded_rng(seed: int, *key: int) -> np.random.Generator:
+    """The random stream of ``(purpose, subject[, item])`` under master ``seed``."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 @dataclass(frozen=True)
-class _Subject:
+class SynthSubject:
+    """A subject's appearance: where and how the photograph is seen (one per subject; a
+    long video's cut switches to another)."""
+
     index: int  # 0-based
     name: str  # "sub01"
     scale: float
@@ -456,7 +460,7 @@ class _Subject:
 
 @dataclass(frozen=True)
 class _Clip:
-    subject: _Subject
+    subject: SynthSubject
     index: int  # 0-based within the subject
     filename: str  # "EP01_03"
     label: str
@@ -485,7 +489,7 @@ class _Clip:
         return np.asarray(self.drift) * (0.5 * (1.0 - math.cos(math.pi * tau)))
 
 
-def _draw_subject(cfg: SynthConfig, index: int, rng: np.random.Generator) -> _Subject:
+def _draw_subject(cfg: SynthConfig, index: int, rng: np.random.Generator) -> SynthSubject:
     name = f"sub{index + 1:02d}"  # sub01 ... sub99, sub100: what CASME II readers expect
     face_px = rng.uniform(cfg.min_face_px, cfg.max_face_px)
     scale = face_px / ASTRONAUT_FACE_BOX[2]
@@ -499,7 +503,7 @@ def _draw_subject(cfg: SynthConfig, index: int, rng: np.random.Generator) -> _Su
     for _ in range(200):
         cx = rng.uniform(half + 0.05 * w, w - half - 0.05 * w)
         cy = rng.uniform(half + 0.06 * h, h - half - 0.04 * h)
-        subj = _Subject(index, name, scale, rot, (cx, cy), 1.0, 0.0, (1.0, 1.0, 1.0), 0.0)
+        subj = SynthSubject(index, name, scale, rot, (cx, cy), 1.0, 0.0, (1.0, 1.0, 1.0), 0.0)
         m = subj.to_photo()
         corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float) @ m[:, :2].T + m[:, 2]
         err = float(np.maximum(0.0, -corners).sum() + np.maximum(0.0, corners - (_PHOTO_SIZE - 1)).sum())
@@ -508,7 +512,7 @@ def _draw_subject(cfg: SynthConfig, index: int, rng: np.random.Generator) -> _Su
         if err == 0.0:
             break
     assert best is not None
-    return _Subject(
+    return SynthSubject(
         index=index,
         name=name,
         scale=scale,
@@ -521,10 +525,10 @@ def _draw_subject(cfg: SynthConfig, index: int, rng: np.random.Generator) -> _Su
     )
 
 
-def _plan_subject(cfg: SynthConfig, index: int) -> _Subject:
+def plan_subject(cfg: SynthConfig, index: int) -> SynthSubject:
     """Draw subject ``index``'s appearance; re-draw until Haar finds exactly its face."""
-    rng = _rng(cfg.seed, _KEY_SUBJECT, index)
-    haar_rng = _rng(cfg.seed, _KEY_HAAR, index)
+    rng = seeded_rng(cfg.seed, _KEY_SUBJECT, index)
+    haar_rng = seeded_rng(cfg.seed, _KEY_HAAR, index)
     for _ in range(50):
         subj = _draw_subject(cfg, index, rng)
         if _face_detectable(cfg, subj, haar_rng):
@@ -532,11 +536,11 @@ def _plan_subject(cfg: SynthConfig, index: int) -> _Subject:
     raise RuntimeError(f"could not draw a Haar-detectable appearance for subject {index + 1} (seed {cfg.seed})")
 
 
-def _plan_clips(cfg: SynthConfig, subj: _Subject) -> list[_Clip]:
+def _plan_clips(cfg: SynthConfig, subj: SynthSubject) -> list[_Clip]:
     clips = []
     n_classes = len(SYNTH_EXPRESSIONS)
     for j in range(cfg.clips_per_subject):
-        rng = _rng(cfg.seed, _KEY_CLIP, subj.index, j)
+        rng = seeded_rng(cfg.seed, _KEY_CLIP, subj.index, j)
         n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
         first = int(rng.integers(1, 151))
         few = max(2, n // 8)
@@ -604,19 +608,18 @@ def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def _subject_photo(subj: _Subject) -> np.ndarray:
+def subject_photo(subj: SynthSubject) -> np.ndarray:
     """The photograph with the subject's photometry: ``((B - 128) c + 128 + b) * gain``."""
     img = (_photo_bgr() - 128.0) * subj.contrast + (128.0 + subj.brightness)
     img *= np.asarray(subj.gains, np.float32)
     return np.clip(img, 0.0, 255.0, out=img)
 
 
-class _LocalField:
-    """The clip's local field ``L`` (peak-normalised), its support box and evaluator."""
+class LocalField:
+    """An expression's local field ``L`` on a subject's face, scaled so ``max |L| = peak_px``
+    over the frame's pixel grid: its support box (``x0..x1``, ``y0..y1``) and evaluator."""
 
-    def __init__(self, clip: _Clip, width: int, height: int) -> None:
-        subj = clip.subject
-        expr = expression(clip.label)
+    def __init__(self, subj: SynthSubject, expr: SynthExpression, peak_px: float, width: int, height: int) -> None:
         self.to_photo = subj.to_photo()
         th = math.radians(subj.rotation_deg)
         rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
@@ -654,7 +657,7 @@ class _LocalField:
         self.xs, self.ys = xs, ys  # ROI pixel grid, frame coordinates
         self.gain = np.float32(1.0)
         raw = self(xs, ys)
-        self.gain = np.float32(clip.peak_px / float(np.hypot(raw[0], raw[1]).max()))
+        self.gain = np.float32(peak_px / float(np.hypot(raw[0], raw[1]).max()))
 
     def __call__(self, qx: np.ndarray, qy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``L(q)`` for frame points ``q``: two float32 arrays (u, v) shaped like ``qx``."""
@@ -708,7 +711,7 @@ class _LocalField:
         raise RuntimeError("phi^-1 fixed point did not converge; is the local field too strong?")
 
 
-def _noise_counts(gen: np.random.BitGenerator, shape: tuple[int, ...]) -> np.ndarray:
+def noise_counts(gen: np.random.BitGenerator, shape: tuple[int, ...]) -> np.ndarray:
     """Binomial(32, 1/2) counts (mean 16, std sqrt(8)), uint8, one per element of ``shape``.
 
     Sensor noise is ``(count - 16) * std / sqrt(8)``: the popcount of 32 random bits is
@@ -724,11 +727,11 @@ class _FrameRenderer:
     """Renders one clip's frames into reused buffers (fresh ~4 MB arrays per frame cost
     as much kernel time, in page faults, as the interpolation itself)."""
 
-    def __init__(self, cfg: SynthConfig, clip: _Clip, field: _LocalField) -> None:
+    def __init__(self, cfg: SynthConfig, clip: _Clip, field: LocalField) -> None:
         self.clip, self.field = clip, field
-        self.photo = _subject_photo(clip.subject)
+        self.photo = subject_photo(clip.subject)
         self.m = field.to_photo
-        self.base = _affine_grid(self.m, cfg.width, cfg.height)
+        self.base = affine_grid(self.m, cfg.width, cfg.height)
         self.map_x = np.empty_like(self.base[0])
         self.map_y = np.empty_like(self.base[1])
         self.frame = np.empty((cfg.height, cfg.width, 3), np.float32)
@@ -755,13 +758,13 @@ class _FrameRenderer:
         frame = self.render(t)
         if std > 0.0:
             k = std / math.sqrt(8.0)
-            counts = _noise_counts(noise, frame.shape)
+            counts = noise_counts(noise, frame.shape)
             # round(frame + k (counts - 16)) saturated to uint8, in one pass.
             return cv2.addWeighted(frame, 1.0, counts, k, -16.0 * k, dst=self.image, dtype=cv2.CV_8U)
         return _to_uint8(frame)
 
 
-def _true_flow(clip: _Clip, field: _LocalField, width: int, height: int) -> np.ndarray:
+def _true_flow(clip: _Clip, field: LocalField, width: int, height: int) -> np.ndarray:
     """``F(p) = phi_apex(phi_onset^-1(p)) - p`` on the full grid, ``(H, W, 2)`` float32."""
     d_on, d_ap = clip.drift_at(clip.onset), clip.drift_at(clip.apex)
     a_on, a_ap = clip.profile(clip.onset), clip.profile(clip.apex)
@@ -775,7 +778,7 @@ def _true_flow(clip: _Clip, field: _LocalField, width: int, height: int) -> np.n
     return flow
 
 
-def _affine_grid(m: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+def affine_grid(m: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = _grid(width, height)
     bx = np.float32(m[0, 0]) * xs + np.float32(m[0, 1]) * ys + np.float32(m[0, 2])
     by = np.float32(m[1, 0]) * xs + np.float32(m[1, 1]) * ys + np.float32(m[1, 2])
@@ -795,7 +798,7 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def _face_detectable(cfg: SynthConfig, subj: _Subject, rng: np.random.Generator) -> bool:
+def _face_detectable(cfg: SynthConfig, subj: SynthSubject, rng: np.random.Generator) -> bool:
     """Haar (scaleFactor 1.1, minSize 80) finds exactly the real face, with margins.
 
     Users run the detector with ``minNeighbors=5`` on frames whose noise we cannot all try,
@@ -807,7 +810,8 @@ def _face_detectable(cfg: SynthConfig, subj: _Subject, rng: np.random.Generator)
     """
     # A neutral clip of the subject: no drift, no expression.
     clip = _Clip(subj, 0, "", SYNTH_EXPRESSIONS[0].label, 0, 9, 2, 4, 6, 1e-3, (0.0, 0.0))
-    renderer = _FrameRenderer(cfg, clip, _LocalField(clip, cfg.width, cfg.height))
+    field = LocalField(clip.subject, expression(clip.label), clip.peak_px, cfg.width, cfg.height)
+    renderer = _FrameRenderer(cfg, clip, field)
     expected = subj.face_box()
     for std in (0.0, subj.noise_std, subj.noise_std):
         img = renderer.render_uint8(0, rng.bit_generator, std)
@@ -835,9 +839,9 @@ def _render_clip(cfg: SynthConfig, clip: _Clip, root: str) -> int:
     gt_dir.mkdir(parents=True, exist_ok=True)
 
     subj = clip.subject
-    field = _LocalField(clip, cfg.width, cfg.height)
+    field = LocalField(clip.subject, expression(clip.label), clip.peak_px, cfg.width, cfg.height)
     renderer = _FrameRenderer(cfg, clip, field)
-    noise_gen = _rng(cfg.seed, _KEY_NOISE, subj.index, clip.index).bit_generator
+    noise_gen = seeded_rng(cfg.seed, _KEY_NOISE, subj.index, clip.index).bit_generator
     params = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
     for t in range(clip.first, clip.last + 1):
         img = renderer.render_uint8(t, noise_gen, subj.noise_std)  # fresh noise every frame
@@ -1052,7 +1056,7 @@ def generate(
     try:
         if workers > 1:
             pool = _make_pool(workers)
-        subjects = list(_map(pool, _plan_subject, [cfg] * cfg.subjects, range(cfg.subjects)))
+        subjects = list(_map(pool, plan_subject, [cfg] * cfg.subjects, range(cfg.subjects)))
         clips = [c for s in subjects for c in _plan_clips(cfg, s)]
         jobs = _map(pool, _render_clip, [cfg] * len(clips), clips, [str(tmp)] * len(clips))
         if progress:

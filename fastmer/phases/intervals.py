@@ -33,7 +33,8 @@ class Interval:
     """Frames ``onset..offset`` (inclusive) of one expression.
 
     Attributes:
-        onset, offset: first and last frame (0-based frame indices of the video).
+        onset, offset: first and last frame, in the video's numbering (0-based indices for a
+            video file, the corpus's frame numbers for an image sequence).
         kind: one of :data:`INTERVAL_KINDS`.
         apex: the apex frame, if known (inside the interval).
         score: a spotter's confidence (1 for ground truth).

@@ -34,6 +34,22 @@ def write_xlsx(path: Path, header: Sequence[object], rows: Iterable[Sequence[obj
     return path
 
 
+def write_sheets(path: Path, sheets: dict[str, Iterable[Sequence[object]]]) -> Path:
+    """An .xlsx workbook of several sheets, in order, each holding its rows as given (no
+    header row unless a row is one; ``[]`` writes a blank row)."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    for name, rows in sheets.items():
+        ws = workbook.create_sheet(name)
+        for row in rows:
+            ws.append(list(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+    return path
+
+
 def make_frames(folder: Path, numbers: Iterable[int], name: str | Callable[[int], str] = "{}.jpg", *,
                 image: bool = False) -> Path:
     """Frame files ``name.format(n)`` in ``folder`` (empty files; 8x8 images if ``image``)."""
@@ -54,6 +70,12 @@ def make_frames(folder: Path, numbers: Iterable[int], name: str | Callable[[int]
 def xlsx() -> Callable[..., Path]:
     """:func:`write_xlsx`."""
     return write_xlsx
+
+
+@pytest.fixture(scope="session")
+def xlsx_sheets() -> Callable[..., Path]:
+    """:func:`write_sheets`."""
+    return write_sheets
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,195 @@
+"""Training-free spotting of micro- and macro-expressions from per-frame regional flow.
+
+The streaming spotter (:mod:`fastmer.spot`) computes, for every frame ``j`` of a long video
+and each temporal scale (micro, macro), the flow of the face crop from frame ``j`` to
+``j + k`` (*near*) and to ``j + 2k`` (*far*) and keeps only :func:`~fastmer.phases.regions.region_motion`
+of them: ``(T, R, 4)`` numbers per scale, indexed by ``j`` (NaN where a frame has no face or
+the pair would cross a cut). Two methods read them:
+
+* ``mdmd`` — main directional maximal difference (Wang et al., Neurocomputing 2017; the MEGC
+  2020-2022 long-video baseline of He et al.): with the head frame ``j``, the current frame
+  ``i = j + k`` and the tail frame ``j + 2k``, each region's value is the main-directional
+  magnitude of head -> current minus that of head -> tail: large when the face moved away
+  and came back within ``2k`` frames, as an expression does (a slow drift does not: it keeps
+  going). The frame's value is the mean of the largest third of the regions' values.
+* ``peak`` — the motion-intensity baseline (Li et al., MEGC 2019 baseline with flow in
+  place of LBP): the frame's distance from its neighbours ``k`` before and after, ``F_i =
+  (|flow(i-k -> i)| + |flow(i -> i+k)|) / 2`` (mean of the two most moving regions), contrasted
+  with :func:`~fastmer.phases.peaks.contrast`.
+
+Both then threshold the curve adaptively per video and take its peaks as apexes
+(:func:`~fastmer.phases.peaks.spot_peaks`), the interval ``apex - k .. apex + k``. A candidate
+whose eyes move :attr:`SpotParams.blink_ratio` times more than any expression region is a
+blink and dropped. One movement fires both scales: a macro candidate holding a micro
+candidate about as strong (:attr:`SpotParams.micro_share`) is that micro-expression, else the
+micro candidates inside it are its rise and fall and dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from fastmer.choices import SPOT_METHODS
+from fastmer.phases.intervals import Interval
+from fastmer.phases.peaks import contrast, spot_peaks
+from fastmer.phases.regions import EXPRESSION_REGIONS, EYE_REGIONS, MOTION_STATS, REGIONS
+
+_EXPR = [REGIONS.index(r) for r in EXPRESSION_REGIONS]
+_EYES = [REGIONS.index(r) for r in EYE_REGIONS]
+_MEAN, _MAIN = MOTION_STATS.index("mean"), MOTION_STATS.index("main")
+
+
+@dataclass(frozen=True)
+class SpotParams:
+    """What the training-free spotters look for; times in seconds, turned into frames with the fps.
+
+    Attributes:
+        method: one of :data:`fastmer.choices.SPOT_METHODS` (``mdmd``, ``peak``).
+        micro_k, macro_k: the scales ``k``: about half an expression's length (micro: 0.5 s at
+            most, so 0.17 s; macro: 0.6 s). Spotted intervals are ``apex +- k``.
+        samples_per_k: each scale's curve is computed every ``k / samples_per_k`` frames
+            (at least every frame): the flow is the cost, and a finer curve than that does
+            not place an interval better. So the cost per second of video does not grow
+            with the frame rate.
+        p_micro, p_macro: adaptive-threshold positions (``mean + p (max - mean)``), in [0, 1].
+        blink_ratio: eye motion over the most moving expression region above which a
+            candidate is a blink.
+        micro_share: a macro candidate holding a micro candidate whose score is at least
+            this share of its own is that micro-expression (one movement fires both scales;
+            only a fast one fires the micro scale about as strongly).
+        min_score: curve values at or below this (pixels) never make an interval: a video
+            without expressions has a flat curve whose adaptive threshold is in the noise.
+    """
+
+    method: str = "mdmd"
+    micro_k: float = 0.17
+    macro_k: float = 0.6
+    samples_per_k: int = 6
+    p_micro: float = 0.3
+    p_macro: float = 0.3
+    blink_ratio: float = 1.5
+    micro_share: float = 0.5
+    min_score: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in SPOT_METHODS:
+            raise ValueError(f"spotting method must be one of {', '.join(SPOT_METHODS)}, got {self.method!r}")
+        for name in ("micro_k", "macro_k"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value <= 10):
+                raise ValueError(f"{name} must be a number of seconds in (0, 10], got {value!r}")
+        if isinstance(self.samples_per_k, bool) or not isinstance(self.samples_per_k, int) or self.samples_per_k < 1:
+            raise ValueError(f"samples_per_k must be an integer >= 1, got {self.samples_per_k!r}")
+        for name in ("p_micro", "p_macro"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not self.blink_ratio > 0 or not self.min_score >= 0:
+            raise ValueError("blink_ratio must be > 0 and min_score >= 0")
+
+    def scales(self, fps: float) -> dict[str, tuple[int, int]]:
+        """``{"micro": (k, stride), "macro": (k, stride)}`` in frames at ``fps``: ``k >= 1`` a
+        multiple of the stride, macro's at least twice micro's."""
+        if not fps > 0:
+            raise ValueError(f"spotting needs the video's frame rate, got fps={fps!r}")
+        out = {}
+        for kind, seconds, floor in (("micro", self.micro_k, 1), ("macro", self.macro_k, 2 * max(1, round(self.micro_k * fps)))):
+            k = max(floor, round(seconds * fps))
+            stride = max(1, k // self.samples_per_k)
+            out[kind] = (k - k % stride, stride)
+        return out
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def method_curve(method: str, near: np.ndarray, far: np.ndarray | None, k: int, stride: int = 1) -> np.ndarray:
+    """The per-frame curve of ``method`` on one scale's motion, frame ``i`` at index ``i // stride``.
+
+    Args:
+        near, far: ``(T', R, 4)`` :func:`~fastmer.phases.regions.region_motion` of the flows
+            ``j -> j + k`` and ``j -> j + 2k``, ``j = index * stride`` (NaN where missing).
+        k: the scale, frames (a multiple of ``stride``).
+
+    Returns:
+        ``(T',)`` float64, 0 where the motion is missing.
+    """
+    if k % stride:
+        raise ValueError(f"k={k} must be a multiple of stride={stride}")
+    shift = k // stride
+    n = len(near)
+    curve = np.zeros(n)
+    if method == "mdmd":
+        if far is None:
+            raise ValueError("mdmd needs the far flows (j -> j + 2k)")
+        diff = near[:, _EXPR, _MAIN] - far[:, _EXPR, _MAIN]  # head j: value of the current frame j + k
+        top = max(1, math.ceil(len(_EXPR) / 3))
+        values = -np.sort(-np.nan_to_num(diff, nan=-np.inf), axis=1)[:, :top].mean(axis=1)
+        values = np.where(np.isfinite(values), np.maximum(values, 0.0), 0.0)
+        curve[shift:] = values[: n - shift]
+        return curve
+    if method == "peak":
+        moving = -np.sort(-np.nan_to_num(near[:, _EXPR, _MEAN], nan=-np.inf), axis=1)[:, :2].mean(axis=1)
+        moving = np.where(np.isfinite(moving), moving, np.nan)
+        before = np.full(n, np.nan)
+        before[shift:] = moving[: n - shift]  # flow(i - k -> i)
+        feature = np.nan_to_num((before + moving) / 2, nan=0.0)  # moving[i] = flow(i -> i + k)
+        return contrast(feature, shift) if n > 2 * shift else curve
+    raise ValueError(f"unknown spotting method {method!r}")
+
+
+def eye_and_face_motion(near: np.ndarray, index: int, shift: int) -> tuple[float, float]:
+    """(mean eye motion, largest expression-region motion) of the flow into frame ``index`` (from ``index - shift``)."""
+    j = index - shift
+    if j < 0 or j >= len(near) or not np.isfinite(near[j]).all():
+        return 0.0, 0.0
+    return float(near[j, _EYES, _MEAN].mean()), float(near[j, _EXPR, _MEAN].max())
+
+
+def spot_intervals(motion: dict[str, tuple[np.ndarray, np.ndarray | None]], params: SpotParams, fps: float,
+                   n_frames: int) -> tuple[list[Interval], dict[str, np.ndarray]]:
+    """Micro- and macro-expression intervals of one video, and the curves they came from.
+
+    Args:
+        motion: per scale (``micro``, ``macro``): ``(near, far)`` as :func:`method_curve` reads them.
+        params: the method and its thresholds.
+        fps: frames per second.
+        n_frames: the video's frames (intervals are cut to them).
+
+    Returns:
+        ``(intervals in onset order with 0-based frame indices, {scale: curve per frame})``.
+    """
+    scales = params.scales(fps)
+    found: dict[str, list[Interval]] = {}
+    curves = {}
+    for kind in ("micro", "macro"):
+        k, stride = scales[kind]
+        near, far = motion[kind]
+        curve = method_curve(params.method, near, far, k, stride)
+        curves[kind] = np.repeat(curve, stride)[:n_frames] if stride > 1 else curve
+        p = params.p_micro if kind == "micro" else params.p_macro
+        half = max(1, k // stride)
+        peaks = spot_peaks(curve, p=p, half_width=half, kind=kind)
+        kept = []
+        for peak in peaks:
+            if peak.score <= params.min_score:
+                continue
+            apex = peak.apex * stride
+            eyes, face = eye_and_face_motion(near, peak.apex, k // stride)
+            if eyes > params.blink_ratio * face:
+                continue  # a blink
+            onset, offset = max(0, apex - k), min(n_frames - 1, apex + k)
+            kept.append(Interval(onset, offset, kind, apex=apex, score=peak.score))
+        found[kind] = kept
+    # One movement fires both scales. Short ones move fast, so the micro scale's difference
+    # is about as large as the macro scale's; a slow one barely registers at the micro scale.
+    micro, macro = [], []
+    for m in found["macro"]:
+        inside = [c for c in found["micro"] if m.onset <= c.apex <= m.offset]
+        if inside and max(c.score for c in inside) >= params.micro_share * m.score:
+            continue  # a micro-expression: its micro candidates stay
+        macro.append(m)
+    micro = [c for c in found["micro"] if not any(m.onset <= c.apex <= m.offset for m in macro)]
+    return sorted(micro + macro, key=lambda i: (i.onset, i.offset)), curves

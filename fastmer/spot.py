@@ -1,0 +1,470 @@
+"""Spotting expressions in long videos: stream the frames, follow the face, measure regional motion.
+
+:class:`VideoSpotter` reads a video of any length in chunks and keeps only what the spotters
+need: the face crops of the last ``2k`` frames (``k`` the macro scale) and, per frame, the
+regional motion of the flows ``j -> j + k`` and ``j -> j + 2k`` (:mod:`fastmer.phases.regions`,
+28 numbers a pair). Memory is bounded by the chunk and the scale, not by the video's length
+(the per-frame motion is a few hundred bytes a frame, 26 MB for an hour at 30 fps).
+
+The face is detected at the start and again every :attr:`SpotConfig.redetect_seconds`; when
+the detection has moved (:attr:`SpotConfig.drift_tolerance` of the box) or a scene cut is seen
+(a thumbnail change far above the video's usual, as :mod:`fastmer.phases.cuts` measures), a
+new *segment* starts with a new crop box: no flow pair crosses a segment boundary, so a cut
+or a re-framing never looks like motion. Frames without a face belong to no segment.
+
+:func:`spot_videos` runs it over a corpus into a Parquet dataset: one file per video
+(written atomically), one row per spotted interval; a video that fails becomes an error row
+and the run goes on; a rerun skips the videos already spotted with the same settings and
+unchanged files.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fastmer.choices import FLOW_BACKENDS
+from fastmer.datasets.long import LongVideo
+from fastmer.errors import ClipError
+from fastmer.face.crop import FaceBox, square_box
+from fastmer.face.detect import FaceDetector
+from fastmer.phases.cuts import MEDIAN_FACTOR, MIN_CHANGE, THUMBNAIL_WIDTH
+from fastmer.phases.flowspot import SpotParams, spot_intervals
+from fastmer.phases.intervals import Interval
+from fastmer.phases.regions import MOTION_STATS, REGIONS, face_regions, region_motion
+from fastmer.store.writer import atomic_write_table
+
+#: Changes remembered for the "usual change" a cut is measured against.
+CUT_HISTORY = 300
+STAGES = ("decode", "cuts", "face", "crop", "flow", "motion", "spot")
+
+
+@dataclass(frozen=True)
+class SpotConfig:
+    """How :class:`VideoSpotter` reads a video (what changes its output is in :meth:`fingerprint`).
+
+    Attributes:
+        params: the spotting method and its thresholds.
+        flow: flow backend (:data:`fastmer.choices.FLOW_BACKENDS`). Farneback by default: MDMD
+            needs a cheap dense flow (its authors used RLOF), and on the synthetic long videos
+            it spots as well as the native TV-L1 at OpenCV's settings for a quarter of the
+            time (bench/RESULTS.md); ``fastmer`` (TV-L1) on a GPU.
+        flow_size: side of the face crop the flow is computed on, pixels.
+        face_scale: crop side as a multiple of the detector's box.
+        redetect_seconds: how often the face is detected again.
+        drift_tolerance: a re-detected face whose centre moved more than this fraction of the
+            box's side (or whose side changed by more) starts a new segment.
+        chunk: frames decoded at a time.
+        batch: flow pairs per call.
+        device: where the native flow runs (``cpu``, ``cuda``).
+    """
+
+    params: SpotParams = field(default_factory=SpotParams)
+    flow: str = "farneback"
+    flow_size: int = 112
+    face_scale: float = 1.25
+    redetect_seconds: float = 1.0
+    drift_tolerance: float = 0.1
+    chunk: int = 128
+    batch: int = 64
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.flow not in FLOW_BACKENDS:
+            raise ValueError(f"flow must be one of {', '.join(FLOW_BACKENDS)}, got {self.flow!r}")
+        if not 32 <= self.flow_size <= 512:
+            raise ValueError(f"flow_size must be in [32, 512] pixels, got {self.flow_size}")
+        if not 0.5 <= self.face_scale <= 3:
+            raise ValueError(f"face_scale must be in [0.5, 3], got {self.face_scale}")
+        if not self.redetect_seconds > 0 or not 0 < self.drift_tolerance < 1:
+            raise ValueError("redetect_seconds must be > 0 and drift_tolerance in (0, 1)")
+        if self.chunk < 1 or self.batch < 1:
+            raise ValueError("chunk and batch must be >= 1")
+
+    def fingerprint(self, detector: str) -> str:
+        """Digest of every setting that changes the intervals (not chunk, batch or device)."""
+        settings = {**dataclasses.asdict(self), "detector": detector}
+        for name in ("chunk", "batch", "device"):
+            settings.pop(name)
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Segment:
+    """Frames ``start..end`` (0-based indices, inclusive) read with one face crop box."""
+
+    start: int
+    end: int
+    box: FaceBox  # the detector's
+    crop: FaceBox  # the square cut from the frames
+
+
+@dataclass
+class SpotResult:
+    """What :meth:`VideoSpotter.finish` found in one video.
+
+    Attributes:
+        intervals: spotted intervals, 0-based frame indices, onset order.
+        curves: per scale, the method's per-frame curve.
+        segments: the stretches read with one face box.
+        n_frames: frames read.
+        faceless: frames in no segment (no face found).
+        seconds: time per stage (:data:`STAGES`).
+        motion: per scale ``(near, far)`` regional motion (see :mod:`fastmer.phases.flowspot`).
+    """
+
+    intervals: list[Interval]
+    curves: dict[str, np.ndarray]
+    segments: list[Segment]
+    n_frames: int
+    faceless: int
+    seconds: dict[str, float]
+    motion: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class VideoSpotter:
+    """Streamed spotting of one video: :meth:`feed` grey frames in order, then :meth:`finish`.
+
+    Example:
+        >>> spotter = VideoSpotter(SpotConfig(), HaarFaceDetector(), fps=30, n_frames=len(source))  # doctest: +SKIP
+        >>> for chunk in source.chunks(source.frame_numbers, 128):  # doctest: +SKIP
+        ...     spotter.feed(chunk)
+        >>> result = spotter.finish()  # doctest: +SKIP
+    """
+
+    def __init__(self, config: SpotConfig, detector: FaceDetector, fps: float, n_frames: int) -> None:
+        self.config, self.detector, self.fps, self.n_frames = config, detector, float(fps), int(n_frames)
+        self.scales = config.params.scales(self.fps)
+        self.needs_far = config.params.method == "mdmd"
+        shape = (len(REGIONS), len(MOTION_STATS))
+        self.motion = {kind: (np.full((math.ceil(self.n_frames / stride), *shape), np.nan, np.float32),
+                              np.full((math.ceil(self.n_frames / stride), *shape), np.nan, np.float32))
+                       for kind, (_, stride) in self.scales.items()}
+        self.redetect_every = max(1, round(config.redetect_seconds * self.fps))
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.segments: list[Segment] = []
+        self.segment: Segment | None = None
+        self.regions: dict[str, tuple[slice, slice]] = {}
+        self.crops: dict[int, np.ndarray] = {}
+        self.next_head = dict.fromkeys(self.scales, 0)
+        self.index = 0  # next frame's index
+        self.last_detection = -10**9
+        self.faceless = 0
+        self.last_thumb: np.ndarray | None = None
+        self.changes: collections.deque[float] = collections.deque(maxlen=CUT_HISTORY)
+
+    # --- per frame -----------------------------------------------------------------
+    def feed(self, frames: np.ndarray) -> None:
+        """The next ``(t, H, W)`` uint8 grey frames."""
+        if frames.ndim != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"VideoSpotter.feed takes (t, H, W) uint8 grey frames, got {frames.dtype} {frames.shape}")
+        if self.index + len(frames) > self.n_frames:
+            raise ValueError(f"more frames fed than the {self.n_frames} announced")
+        for frame in frames:
+            i = self.index
+            if self._is_cut(frame):
+                self._end_segment()
+            if self.segment is None or i - self.last_detection >= self.redetect_every:
+                self._detect(frame, i)
+            if self.segment is not None:
+                start = time.perf_counter()
+                self.crops[i] = self._crop(frame, self.segment.crop)
+                self.segment.end = i
+                self.seconds["crop"] += time.perf_counter() - start
+            else:
+                self.faceless += 1
+            self.index += 1
+        self._flows(final=False)
+
+    def _is_cut(self, frame: np.ndarray) -> bool:
+        start = time.perf_counter()
+        height, width = frame.shape
+        size = (THUMBNAIL_WIDTH, max(1, round(height * THUMBNAIL_WIDTH / width))) if width > THUMBNAIL_WIDTH else (width, height)
+        thumb = cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        cut = False
+        if self.last_thumb is not None:
+            change = float(np.abs(thumb - self.last_thumb).mean())
+            usual = float(np.median(self.changes)) if self.changes else 0.0
+            cut = change > max(MIN_CHANGE, MEDIAN_FACTOR * usual)
+            if not cut:
+                self.changes.append(change)
+        self.last_thumb = thumb
+        self.seconds["cuts"] += time.perf_counter() - start
+        return cut
+
+    def _detect(self, frame: np.ndarray, i: int) -> None:
+        start = time.perf_counter()
+        faces = self.detector.detect(frame)
+        self.seconds["face"] += time.perf_counter() - start
+        # Without a face, try again a quarter of the interval later.
+        self.last_detection = i if faces else i - self.redetect_every + max(1, self.redetect_every // 4)
+        if not faces:
+            return
+        face = max(faces, key=lambda f: f.box.area)
+        if self.segment is not None:
+            old = self.segment.box
+            moved = math.dist(face.box.center, old.center) / old.w
+            resized = abs(face.box.w / old.w - 1)
+            if moved <= self.config.drift_tolerance and resized <= self.config.drift_tolerance:
+                return
+            self._end_segment()
+        height, width = frame.shape
+        crop = square_box(face.box, self.config.face_scale, width, height)
+        self.segment = Segment(i, i, face.box, crop)
+        self.regions = face_regions(face.box, crop, self.config.flow_size, face.landmarks)
+        self.next_head = {kind: _ceil_to(i, stride) for kind, (_, stride) in self.scales.items()}
+
+    def _crop(self, frame: np.ndarray, box: FaceBox) -> np.ndarray:
+        size = self.config.flow_size
+        return cv2.resize(frame[box.y: box.y + box.h, box.x: box.x + box.w], (size, size), interpolation=cv2.INTER_AREA)
+
+    def _end_segment(self) -> None:
+        if self.segment is not None:
+            self._flows(final=True)
+            self.segments.append(self.segment)
+        self.segment = None
+        self.crops.clear()
+
+    # --- flows ---------------------------------------------------------------------
+    def _flows(self, final: bool) -> None:
+        """Compute every pair whose frames are in; drop crops no pair needs any more."""
+        if self.segment is None:
+            return
+        last = self.segment.end
+        pairs: list[tuple[str, int, int, int]] = []  # (scale, head, distance, slot 0 near / 1 far)
+        for kind, (k, stride) in self.scales.items():
+            reach = 2 * k if self.needs_far else k
+            j = self.next_head[kind]
+            while j + reach <= last:
+                pairs.append((kind, j, k, 0))
+                if self.needs_far:
+                    pairs.append((kind, j, 2 * k, 1))
+                j += stride
+            self.next_head[kind] = j
+        for start in range(0, len(pairs), self.config.batch):
+            self._compute(pairs[start: start + self.config.batch])
+        if final:
+            return
+        keep_from = min(self.next_head.values())
+        for index in [i for i in self.crops if i < keep_from]:
+            del self.crops[index]
+
+    def _compute(self, pairs: list[tuple[str, int, int, int]]) -> None:
+        from fastmer.motion.flow import compute_flow  # noqa: PLC0415  (torch and the native ops: when flows are due)
+
+        if not pairs:
+            return
+        first = np.stack([self.crops[j] for _, j, _, _ in pairs])
+        second = np.stack([self.crops[j + d] for _, j, d, _ in pairs])
+        start = time.perf_counter()
+        device = self.config.device if self.config.flow in ("fastmer", "torch") else None
+        flow = compute_flow(first, second, backend=self.config.flow, device=device).cpu()
+        self.seconds["flow"] += time.perf_counter() - start
+        start = time.perf_counter()
+        motion = region_motion(flow, self.regions).numpy()
+        for (kind, j, _, slot), values in zip(pairs, motion, strict=True):
+            self.motion[kind][slot][j // self.scales[kind][1]] = values
+        self.seconds["motion"] += time.perf_counter() - start
+
+    def finish(self) -> SpotResult:
+        """Spot the intervals of the frames fed (all announced frames must have been fed)."""
+        if self.index != self.n_frames:
+            raise ValueError(f"{self.index} frames fed, {self.n_frames} announced")
+        self._end_segment()
+        start = time.perf_counter()
+        motion = {kind: (near, far if self.needs_far else None) for kind, (near, far) in self.motion.items()}
+        intervals, curves = spot_intervals(motion, self.config.params, self.fps, self.n_frames)
+        self.seconds["spot"] += time.perf_counter() - start
+        return SpotResult(intervals, curves, self.segments, self.n_frames, self.faceless, dict(self.seconds),
+                          self.motion)
+
+
+def _ceil_to(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def spot_video(video: LongVideo, config: SpotConfig, detector: FaceDetector, *, decoder: str = "auto") -> SpotResult:
+    """Spot one long video (streamed; see :class:`VideoSpotter`). Intervals use the video's frame
+    numbers (``video.frame_numbers`` for image sequences).
+
+    Raises:
+        ClipError: the video cannot be decoded, or has no frame rate.
+    """
+    from fastmer.decode.engines import open_frames  # noqa: PLC0415
+
+    with open_frames(video.source, frame_paths=video.frame_paths or None, frame_numbers=video.frame_numbers or None,
+                     engine=decoder, fps=video.fps) as source:
+        fps = video.fps or source.fps
+        if not fps or fps <= 0:
+            raise ClipError("decode", f"{video.uid}: the frame rate of {video.source} is unknown; spotting needs it")
+        numbers = list(source.frame_numbers)
+        spotter = VideoSpotter(config, detector, fps, len(numbers))
+        start = time.perf_counter()
+        for chunk in source.chunks(numbers, config.chunk):
+            spotter.seconds["decode"] += time.perf_counter() - start
+            spotter.feed(chunk)
+            start = time.perf_counter()
+        result = spotter.finish()
+    if video.frame_numbers:  # indices -> the corpus's frame numbers
+        result.intervals = [dataclasses.replace(i, onset=numbers[i.onset], offset=numbers[i.offset],
+                                                apex=None if i.apex is None else numbers[i.apex])
+                            for i in result.intervals]
+    return result
+
+
+# --- the corpus run -----------------------------------------------------------------------
+
+SCHEMA = pa.schema([
+    ("video", pa.string()), ("dataset", pa.string()), ("subject", pa.string()), ("source", pa.string()),
+    ("onset", pa.int64()), ("apex", pa.int64()), ("offset", pa.int64()), ("kind", pa.string()),
+    ("score", pa.float64()), ("method", pa.string()), ("error", pa.string()),
+])
+#: Keys of each video file's Parquet metadata (what resuming and reports read).
+META_KEY = b"fastmer.spot"
+
+
+def video_fingerprint(video: LongVideo) -> str:
+    """What the video's intervals depend on: its source path and each file's size and mtime."""
+    files = []
+    for path in video.frame_paths or (video.source,):
+        try:
+            info = os.stat(path)
+            files.append([path, info.st_size, info.st_mtime_ns])
+        except OSError:
+            files.append([path, None, None])
+    blob = json.dumps({"source": video.source, "numbers": list(video.frame_numbers), "files": files,
+                       "fps": video.fps}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def part_path(out: Path, video: LongVideo) -> Path:
+    """The file of ``video`` in the output dataset ``out`` (named after a digest of its uid)."""
+    return out / f"video-{hashlib.sha256(video.uid.encode()).hexdigest()[:16]}.parquet"
+
+
+def read_part_meta(path: Path) -> dict | None:
+    """The metadata of one output file (None when unreadable)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    raw = meta.get(META_KEY)
+    return json.loads(raw) if raw else None
+
+
+@dataclass
+class SpotRun:
+    """What :func:`spot_videos` did: per video uid, its result or error, and the skipped ones."""
+
+    results: dict[str, SpotResult] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config: SpotConfig,
+                detector: FaceDetector, detector_name: str, *, decoder: str = "auto", resume: bool = True,
+                log: Callable[[str], None] = lambda line: None) -> SpotRun:
+    """Spot every video into the Parquet dataset folder ``out`` (see the module docstring).
+
+    A video's file records its fingerprint (:func:`video_fingerprint`), the settings'
+    (:meth:`SpotConfig.fingerprint`), frames, faceless frames and stage times; with ``resume``
+    a video whose file matches both is skipped. Errors (a missing or unreadable video, no
+    face anywhere...) become a row with ``kind = "error"`` and the message, and the run goes on.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = config.fingerprint(detector_name)
+    run = SpotRun()
+    for n, video in enumerate(videos, 1):
+        path = part_path(out, video)
+        fingerprint = video_fingerprint(video)
+        if resume and path.is_file():
+            meta = read_part_meta(path)
+            if meta and meta.get("settings") == settings and meta.get("fingerprint") == fingerprint \
+                    and meta.get("status") == "ok":
+                run.skipped.append(video.uid)
+                continue
+        start = time.perf_counter()
+        meta = {"video": video.uid, "fingerprint": fingerprint, "settings": settings,
+                "config": _jsonable(dataclasses.asdict(config)), "detector": detector_name}
+        try:
+            result = spot_video(video, config, detector, decoder=decoder)
+        except (ClipError, OSError, ValueError) as exc:
+            message = str(exc)
+            run.errors[video.uid] = message
+            table = pa.Table.from_pylist([_row(video, None, config.params.method, message)], schema=SCHEMA)
+            meta.update(status="error", error=message)
+            log(f"[{n}/{len(videos)}] {video.uid}: error: {message}")
+        else:
+            run.results[video.uid] = result
+            table = pa.Table.from_pylist([_row(video, i, config.params.method) for i in result.intervals],
+                                         schema=SCHEMA)
+            meta.update(status="ok", frames=result.n_frames, faceless=result.faceless,
+                        segments=len(result.segments), stage_seconds=result.seconds)
+            elapsed = time.perf_counter() - start
+            log(f"[{n}/{len(videos)}] {video.uid}: {len(result.intervals)} interval(s) in {result.n_frames} frames, "
+                f"{result.n_frames / max(elapsed, 1e-9):.0f} frames/s")
+        atomic_write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()}), path)
+    return run
+
+
+def _row(video: LongVideo, interval: Interval | None, method: str, error: str | None = None) -> dict:
+    base = {"video": video.uid, "dataset": video.dataset, "subject": video.subject, "source": video.source,
+            "method": method, "error": error}
+    if interval is None:
+        return {**base, "onset": None, "apex": None, "offset": None, "kind": "error", "score": None}
+    return {**base, "onset": interval.onset, "apex": interval.apex, "offset": interval.offset, "kind": interval.kind,
+            "score": interval.score}
+
+
+def _jsonable(value: object) -> object:
+    return json.loads(json.dumps(value, default=str))
+
+
+def read_intervals(out: str | os.PathLike[str]) -> tuple[pa.Table, dict[str, dict]]:
+    """The rows of a spotting output folder and, per video uid, its file's metadata."""
+    out = Path(out)
+    paths = sorted(p for p in out.glob("video-*.parquet"))
+    tables, metas = [], {}
+    for path in paths:
+        table = pq.read_table(path)
+        meta = read_part_meta(path)
+        if meta is not None:
+            metas[meta["video"]] = meta
+        tables.append(table.replace_schema_metadata(None))
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return table, metas
+
+
+def spotted_by_video(table: pa.Table) -> dict[str, list[Interval]]:
+    """``{video uid: intervals}`` of :func:`read_intervals`' rows (error rows left out)."""
+    out: dict[str, list[Interval]] = {}
+    for row in table.to_pylist():
+        if row["kind"] in ("micro", "macro"):
+            out.setdefault(row["video"], []).append(
+                Interval(row["onset"], row["offset"], row["kind"], apex=row["apex"], score=row["score"] or 0.0))
+    return out
+
+
+def score_run(videos: Iterable[LongVideo], table: pa.Table) -> dict:
+    """MEGC spotting scores of a run's rows against the videos' coded intervals."""
+    from fastmer.phases.intervals import spotting_scores  # noqa: PLC0415
+
+    spotted = spotted_by_video(table)
+    videos = list(videos)
+    scores = spotting_scores({v.uid: (spotted.get(v.uid, []), list(v.intervals)) for v in videos},
+                             datasets={v.uid: v.dataset for v in videos})
+    return scores
