@@ -1,7 +1,7 @@
 """Where commands write: never destroy what is not fastmer's, never write over an input.
 
 Every command that writes (``extract -o``, ``train -o``, ``export -o``, ``infer -o``,
-``viz -o``, ``synth -o``, ``engine build -o``, ``demo --out``) checks its output here
+``viz -o``, ``synth -o``, ``spot -o``, ``engine build -o``, ``demo --out``) checks its output here
 first. ``--overwrite`` replaces only what is recognisably a fastmer output of the same
 kind (a feature store, a training run, a file of the expected type), and nothing that is
 or holds one of the command's inputs. Light on imports (the CLI stays fast).
@@ -119,6 +119,17 @@ RUN_MARKERS = ("model.json", "report.json", "folds.json")
 def is_run(path: str | Path) -> bool:
     """A fastmer training run: one of its JSON files at the top, parseable."""
     return any(_json_file(Path(path) / name) is not None for name in RUN_MARKERS)
+
+
+# What marks a `fastmer spot` output folder (fastmer.spot writes it first).
+SPOT_META_FILE = "spot.json"
+SPOT_FORMAT = "fastmer-spot"
+
+
+def is_spot_output(path: str | Path) -> bool:
+    """A `fastmer spot` output folder: ``spot.json`` of format ``fastmer-spot``."""
+    meta = _json_file(Path(path) / SPOT_META_FILE)
+    return meta is not None and meta.get("format") == SPOT_FORMAT
 
 
 def is_parquet(path: str | Path) -> bool:

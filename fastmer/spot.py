@@ -12,7 +12,7 @@ the detection has moved (:attr:`SpotConfig.drift_tolerance` of the box) or a sce
 new *segment* starts with a new crop box: no flow pair crosses a segment boundary, so a cut
 or a re-framing never looks like motion. Frames without a face belong to no segment.
 
-:func:`spot_videos` runs it over a corpus into a Parquet dataset: one file per video
+:func:`spot_videos` runs it over a corpus into a Parquet dataset (``OUT/intervals``): one file per video
 (written atomically), one row per spotted interval; a video that fails becomes an error row
 and the run goes on; a rerun skips the videos already spotted with the same settings and
 unchanged files.
@@ -41,11 +41,12 @@ from fastmer.datasets.long import LongVideo
 from fastmer.errors import ClipError
 from fastmer.face.crop import FaceBox, square_box
 from fastmer.face.detect import FaceDetector
+from fastmer.outputs import SPOT_FORMAT, SPOT_META_FILE, is_spot_output
 from fastmer.phases.cuts import MEDIAN_FACTOR, MIN_CHANGE, THUMBNAIL_WIDTH
 from fastmer.phases.flowspot import SpotParams, spot_intervals
 from fastmer.phases.intervals import Interval
 from fastmer.phases.regions import MOTION_STATS, REGIONS, face_regions, region_motion
-from fastmer.store.writer import atomic_write_table
+from fastmer.store.writer import atomic_write_bytes, atomic_write_table
 
 #: Changes remembered for the "usual change" a cut is measured against.
 CUT_HISTORY = 300
@@ -332,6 +333,8 @@ SCHEMA = pa.schema([
     ("onset", pa.int64()), ("apex", pa.int64()), ("offset", pa.int64()), ("kind", pa.string()),
     ("score", pa.float64()), ("method", pa.string()), ("error", pa.string()),
 ])
+#: The output folder's Parquet dataset: one file per video (``pq.read_table(OUT / "intervals")``).
+INTERVALS_DIR = "intervals"
 #: Keys of each video file's Parquet metadata (what resuming and reports read).
 META_KEY = b"fastmer.spot"
 
@@ -351,8 +354,8 @@ def video_fingerprint(video: LongVideo) -> str:
 
 
 def part_path(out: Path, video: LongVideo) -> Path:
-    """The file of ``video`` in the output dataset ``out`` (named after a digest of its uid)."""
-    return out / f"video-{hashlib.sha256(video.uid.encode()).hexdigest()[:16]}.parquet"
+    """The file of ``video`` in the output folder ``out`` (named after a digest of its uid)."""
+    return out / INTERVALS_DIR / f"video-{hashlib.sha256(video.uid.encode()).hexdigest()[:16]}.parquet"
 
 
 def read_part_meta(path: Path) -> dict | None:
@@ -363,6 +366,27 @@ def read_part_meta(path: Path) -> dict | None:
         return None
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else None
+
+
+def open_output(out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """The output folder, created and marked (``spot.json``) if new; with ``overwrite`` an
+    earlier spotting output there is emptied first. A non-empty folder that is not a spotting
+    output is refused (FileExistsError naming it)."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not is_spot_output(out):
+        raise FileExistsError(f"{out} is not empty and is not a 'fastmer spot' output; refusing to write there")
+    (out / INTERVALS_DIR).mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for path in [*(out / INTERVALS_DIR).glob("video-*.parquet"), out / "scores.json"]:
+            path.unlink(missing_ok=True)
+    if not is_spot_output(out):
+        from fastmer import __version__  # noqa: PLC0415
+
+        meta = {"format": SPOT_FORMAT, "version": 1, "fastmer": __version__,
+                "files": f"{INTERVALS_DIR}/video-<digest of the video uid>.parquet, one per video",
+                "columns": SCHEMA.names}
+        atomic_write_bytes(out / SPOT_META_FILE, json.dumps(meta, indent=1).encode())
+    return out
 
 
 @dataclass
@@ -385,7 +409,7 @@ def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config
     face anywhere...) become a row with ``kind = "error"`` and the message, and the run goes on.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / INTERVALS_DIR).mkdir(parents=True, exist_ok=True)
     settings = config.fingerprint(detector_name)
     run = SpotRun()
     for n, video in enumerate(videos, 1):
@@ -437,7 +461,7 @@ def _jsonable(value: object) -> object:
 def read_intervals(out: str | os.PathLike[str]) -> tuple[pa.Table, dict[str, dict]]:
     """The rows of a spotting output folder and, per video uid, its file's metadata."""
     out = Path(out)
-    paths = sorted(p for p in out.glob("video-*.parquet"))
+    paths = sorted((out / INTERVALS_DIR).glob("video-*.parquet"))
     tables, metas = [], {}
     for path in paths:
         table = pq.read_table(path)

@@ -20,6 +20,7 @@ COMMANDS = {
     "synth": ("fastmer.cli.synth", "Write a synthetic micro-expression corpus (CASME II layout)."),
     "extract": ("fastmer.cli.extract", "Extract motion features of a corpus into a feature store."),
     "import": ("fastmer.cli.import_", "Import features computed elsewhere (images, .npy) into a feature store."),
+    "spot": ("fastmer.cli.spot", "Spot micro- and macro-expression intervals in long videos (MEGC scoring)."),
     "flow": ("fastmer.cli.flow", "Optical flow between two images (.flo, optional colour coding)."),
     "train": ("fastmer.cli.train", "Train and evaluate a model on a feature store (leave-one-subject-out)."),
     "report": ("fastmer.cli.report", "Compare training runs in one table (pooled MEGC UF1/UAR; --markdown)."),

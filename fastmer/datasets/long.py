@@ -23,6 +23,7 @@ sequences and are 0-based indices for video files; every interval uses the same 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -123,6 +124,31 @@ class VideoList(list):
         self.report = report or LoadReport(dataset="")
 
 
+def videos_from_paths(paths: Sequence[str | Path]) -> VideoList:
+    """Unannotated long videos: each of ``paths`` a video file, a folder searched for videos or a
+    ``.txt`` list of them (as :func:`fastmer.datasets.videos.video_paths`); the subject is the
+    video's folder name, the frame rate read from the file when spotted.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`~fastmer.datasets.videos.video_paths`.
+    """
+    from fastmer.datasets.videos import video_paths  # noqa: PLC0415
+
+    files = [path for root in paths for path in video_paths(root)]
+    report = LoadReport("videos", rows=len(files))
+    used: set[tuple[str, str]] = set()
+    videos = []
+    for path in files:
+        subject = f"videos/{path.parent.name or 'videos'}"
+        video_id, n = path.stem, 1
+        while (subject, video_id) in used:
+            n += 1
+            video_id = f"{path.stem}_{n}"
+        used.add((subject, video_id))
+        videos.append(LongVideo(dataset="videos", subject=subject, video_id=video_id, source=str(path)))
+    return VideoList(videos, report)
+
+
 def load_long(name: str, root: str | Path, **options: object) -> VideoList:
     """The recordings of long-video corpus ``name`` stored under ``root``.
 
@@ -135,4 +161,4 @@ def load_long(name: str, root: str | Path, **options: object) -> VideoList:
     return importlib.import_module(LONG_DATASETS[name]).load(root, **options)
 
 
-__all__ = ["LONG_DATASETS", "Annotation", "LongVideo", "VideoList", "load_long"]
+__all__ = ["LONG_DATASETS", "Annotation", "LongVideo", "VideoList", "load_long", "videos_from_paths"]

@@ -152,9 +152,13 @@ class LongSynthConfig:
         # The appearance and the peak limits are SynthConfig's: it checks them (and names the field).
         self.appearance()
         limit = self.appearance().max_peak_px
-        if max(self.macro_peak_px[1], self.micro_peak_px[1], BLINK_PEAK_PX[1]) > limit:
-            raise ValueError(f"LongSynthConfig peaks must stay <= {limit} px at min_face_px {self.min_face_px} "
-                             "(larger ones fold the face)")
+        for name in ("micro_peak_px", "macro_peak_px"):
+            if getattr(self, name)[1] > limit:
+                raise ValueError(f"LongSynthConfig.{name} {getattr(self, name)} is too large: peaks must stay <= "
+                                 f"{limit} px at min_face_px {self.min_face_px} (larger ones fold the face)")
+        if BLINK_PEAK_PX[1] > limit:
+            raise ValueError(f"LongSynthConfig.min_face_px {self.min_face_px} is too small: peaks must stay <= {limit} px "
+                             f"there, and blinks reach {BLINK_PEAK_PX[1]} px")
 
     def appearance(self) -> SynthConfig:
         """The :class:`SynthConfig` whose subjects and deformation limits these videos use."""

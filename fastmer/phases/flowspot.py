@@ -18,7 +18,9 @@ the pair would cross a cut). Two methods read them:
   with :func:`~fastmer.phases.peaks.contrast`.
 
 Both then threshold the curve adaptively per video and take its peaks as apexes
-(:func:`~fastmer.phases.peaks.spot_peaks`), the interval ``apex - k .. apex + k``. A candidate
+(:func:`~fastmer.phases.peaks.spot_peaks`), the interval ``apex - k .. apex + k`` widened to
+the run of motion around the apex on the micro scale's flow (:func:`motion_extent`: a
+macro-expression can last several seconds; a micro-expression stays within 0.5 s). A candidate
 whose eyes move :attr:`SpotParams.blink_ratio` times more than any expression region is a
 blink and dropped. One movement fires both scales: a macro candidate holding a micro
 candidate about as strong (:attr:`SpotParams.micro_share`) is that micro-expression, else the
@@ -40,6 +42,8 @@ from fastmer.phases.regions import EXPRESSION_REGIONS, EYE_REGIONS, MOTION_STATS
 _EXPR = [REGIONS.index(r) for r in EXPRESSION_REGIONS]
 _EYES = [REGIONS.index(r) for r in EYE_REGIONS]
 _MEAN, _MAIN = MOTION_STATS.index("mean"), MOTION_STATS.index("main")
+#: The longest micro-expression (CAS(ME)², SAMM-LV, MEGC: onset to offset within 0.5 s).
+MICRO_MAX_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,10 @@ class SpotParams:
         for kind, seconds, floor in (("micro", self.micro_k, 1), ("macro", self.macro_k, 2 * max(1, round(self.micro_k * fps)))):
             k = max(floor, round(seconds * fps))
             stride = max(1, k // self.samples_per_k)
-            out[kind] = (k - k % stride, stride)
+            k -= k % stride  # down to a multiple of the stride ...
+            if kind == "macro" and k < 2 * out["micro"][0]:
+                k += stride  # ... unless that falls below twice micro's k (micro's own rounding kept it above)
+            out[kind] = (k, stride)
         return out
 
     def to_json(self) -> dict:
@@ -148,6 +155,35 @@ def eye_and_face_motion(near: np.ndarray, index: int, shift: int) -> tuple[float
     return float(near[j, _EYES, _MEAN].mean()), float(near[j, _EXPR, _MEAN].max())
 
 
+def motion_extent(velocity: np.ndarray, apex: int, *, gap: int, reach: int, floor: float,
+                  share: float = 0.25) -> tuple[int, int]:
+    """The run of motion around ``apex`` on a velocity curve: ``(first, last)`` indices.
+
+    ``velocity[i]`` is the motion between ``i`` and ``i + k`` (the micro scale's flow). A
+    movement is active from its onset to its offset but for a dip at its apex (where it
+    turns); so the run is walked outwards from ``apex`` across inactive stretches of at most
+    ``gap`` indices, no further than ``reach``; active means at least ``max(3 floor, share x
+    the largest velocity within reach)``.
+    """
+    n = len(velocity)
+    lo, hi = max(0, apex - reach), min(n - 1, apex + reach)
+    if lo > hi:
+        return apex, apex
+    window = velocity[lo: hi + 1]
+    threshold = max(3.0 * floor, share * float(window.max(initial=0.0)))
+    active = velocity >= threshold
+    ends = []
+    for step, bound in ((-1, lo), (1, hi)):
+        i, idle = apex, 0
+        while i != bound:
+            idle = 0 if active[i + step] else idle + 1
+            if idle > gap:
+                break
+            i += step
+        ends.append(i - step * idle)
+    return min(ends[0], apex), max(ends[1], apex)
+
+
 def spot_intervals(motion: dict[str, tuple[np.ndarray, np.ndarray | None]], params: SpotParams, fps: float,
                    n_frames: int) -> tuple[list[Interval], dict[str, np.ndarray]]:
     """Micro- and macro-expression intervals of one video, and the curves they came from.
@@ -162,6 +198,12 @@ def spot_intervals(motion: dict[str, tuple[np.ndarray, np.ndarray | None]], para
         ``(intervals in onset order with 0-based frame indices, {scale: curve per frame})``.
     """
     scales = params.scales(fps)
+    k_micro, s_micro = scales["micro"]
+    micro_near = motion["micro"][0]
+    velocity = np.nan_to_num(np.nanmax(np.where(np.isnan(micro_near[:, _EXPR, _MEAN]), -np.inf,
+                                                  micro_near[:, _EXPR, _MEAN]), axis=1), nan=0.0, neginf=0.0)
+    floor = float(np.median(velocity)) if len(velocity) else 0.0
+    longest_micro = int(MICRO_MAX_SECONDS * fps)
     found: dict[str, list[Interval]] = {}
     curves = {}
     for kind in ("micro", "macro"):
@@ -180,7 +222,12 @@ def spot_intervals(motion: dict[str, tuple[np.ndarray, np.ndarray | None]], para
             eyes, face = eye_and_face_motion(near, peak.apex, k // stride)
             if eyes > params.blink_ratio * face:
                 continue  # a blink
-            onset, offset = max(0, apex - k), min(n_frames - 1, apex + k)
+            # apex +- k, widened to the run of motion around the apex (a long macro-expression).
+            first, last = motion_extent(velocity, apex // s_micro, gap=max(1, 2 * k_micro // s_micro),
+                                        reach=max(1, 3 * scales["macro"][0] // s_micro), floor=floor)
+            onset, offset = max(0, min(apex - k, first * s_micro)), min(n_frames - 1, max(apex + k, last * s_micro + k_micro))
+            if kind == "micro" and offset - onset + 1 > longest_micro:
+                onset, offset = max(0, apex - k), min(n_frames - 1, apex + k)
             kept.append(Interval(onset, offset, kind, apex=apex, score=peak.score))
         found[kind] = kept
     # One movement fires both scales. Short ones move fast, so the micro scale's difference

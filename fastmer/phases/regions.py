@@ -100,14 +100,15 @@ def region_motion(flow: torch.Tensor, regions: dict[str, tuple[slice, slice]]) -
         regions: :func:`face_regions` of those crops (every name of :data:`REGIONS`).
 
     Shape:
-        ``(N, 2, S, S) -> (N, R, 4)``, regions in :data:`REGIONS` order, stats in :data:`MOTION_STATS`.
+        ``(N, 2, S, S) -> (N, R, 4)``, regions in :data:`REGIONS` order, stats in :data:`MOTION_STATS`,
+        on the flow's device.
     """
     if flow.dim() != 4 or flow.shape[1] != 2:
         raise ValueError(f"region_motion: expected (N, 2, S, S) flow, got {tuple(flow.shape)}")
     rows, cols = regions[REFERENCE_REGION]
     head = flow[:, :, rows, cols].flatten(2).median(dim=2).values  # (N, 2)
     residual = flow - head[:, :, None, None]
-    out = torch.empty(flow.shape[0], len(REGIONS), len(MOTION_STATS), dtype=torch.float32)
+    out = torch.empty(flow.shape[0], len(REGIONS), len(MOTION_STATS), dtype=torch.float32, device=flow.device)
     for r, name in enumerate(REGIONS):
         rows, cols = regions[name]
         vectors = residual[:, :, rows, cols].flatten(2).float()  # (N, 2, P)
@@ -116,12 +117,12 @@ def region_motion(flow: torch.Tensor, regions: dict[str, tuple[slice, slice]]) -
         out[:, r, 2] = magnitude.mean(dim=1)
         sector = ((torch.atan2(vectors[:, 1], vectors[:, 0]) + math.pi) * (_DIRECTION_BINS / (2 * math.pi))).long()
         sector = sector.clamp_(0, _DIRECTION_BINS - 1)
-        counts = torch.zeros(flow.shape[0], _DIRECTION_BINS, dtype=torch.long).scatter_add_(
+        counts = torch.zeros(flow.shape[0], _DIRECTION_BINS, dtype=torch.long, device=flow.device).scatter_add_(
             1, sector, torch.ones_like(sector))
         main = counts.argmax(dim=1, keepdim=True)  # ties: the lowest sector
         in_main = torch.where(sector == main, magnitude, torch.full_like(magnitude, -1.0))
         values, _ = in_main.sort(dim=1, descending=True)  # the main sector's magnitudes first
         third = torch.clamp((counts.gather(1, main) + 2) // 3, min=1)  # (N, 1): a third, rounded up
-        keep = torch.arange(values.shape[1])[None, :] < third
+        keep = torch.arange(values.shape[1], device=flow.device)[None, :] < third
         out[:, r, 3] = (values * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
     return out
