@@ -61,5 +61,6 @@ APEX_ESTIMATORS = ("pca", "regions", "diff", "flow")
 # any other --backbone name is a timm model (fastmer.models.timm_backbone).
 ENCODERS = ("compact", "resnet18")
 
-# Spotting methods of long videos (fastmer.phases.flowspot), the default first.
-SPOT_METHODS = ("mdmd", "peak")
+# Spotting methods of long videos (fastmer.phases.flowspot), the default first; softnet is
+# learned (fastmer.models.softnet, trained by `fastmer train --task spot`).
+SPOT_METHODS = ("mdmd", "peak", "softnet")

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -45,8 +46,13 @@ from fastmer.outputs import SPOT_FORMAT, SPOT_META_FILE, is_spot_output
 from fastmer.phases.cuts import MEDIAN_FACTOR, MIN_CHANGE, THUMBNAIL_WIDTH
 from fastmer.phases.flowspot import SpotParams, spot_intervals
 from fastmer.phases.intervals import Interval
-from fastmer.phases.regions import MOTION_STATS, REGIONS, face_regions, region_motion
+
+if TYPE_CHECKING:
+    from fastmer.models.softnet import SpotterModel
+from fastmer.phases.regions import MAP_SIZE, MOTION_STATS, REGIONS, face_regions, flow_map, region_motion
 from fastmer.store.writer import atomic_write_bytes, atomic_write_table
+from fastmer.train.spotting import MAPS_DIR
+from fastmer.train.spotting import save_maps as save_video_maps
 
 #: Changes remembered for the "usual change" a cut is measured against.
 CUT_HISTORY = 300
@@ -125,6 +131,8 @@ class SpotResult:
         faceless: frames in no segment (no face found).
         seconds: time per stage (:data:`STAGES`).
         motion: per scale ``(near, far)`` regional motion (see :mod:`fastmer.phases.flowspot`).
+        maps: per scale, each head's flow map (``keep_maps``), else None.
+        fps: the frame rate the scales were computed at.
     """
 
     intervals: list[Interval]
@@ -134,6 +142,8 @@ class SpotResult:
     faceless: int
     seconds: dict[str, float]
     motion: dict[str, tuple[np.ndarray, np.ndarray]]
+    maps: dict[str, np.ndarray] | None = None
+    fps: float = 0.0
 
 
 class VideoSpotter:
@@ -146,10 +156,24 @@ class VideoSpotter:
         >>> result = spotter.finish()  # doctest: +SKIP
     """
 
-    def __init__(self, config: SpotConfig, detector: FaceDetector, fps: float, n_frames: int) -> None:
+    def __init__(self, config: SpotConfig, detector: FaceDetector, fps: float, n_frames: int, *,
+                 spotter: SpotterModel | None = None, keep_maps: bool = False) -> None:
+        """
+        Args:
+            spotter: the learned spotter of method ``softnet`` (scores each flow map as it comes).
+            keep_maps: keep each head's :func:`~fastmer.phases.regions.flow_map` (float16), what
+                ``fastmer train --task spot`` learns from (about 1.5 KB a frame).
+        """
         self.config, self.detector, self.fps, self.n_frames = config, detector, float(fps), int(n_frames)
         self.scales = config.params.scales(self.fps)
         self.needs_far = config.params.method == "mdmd"
+        if config.params.method == "softnet" and spotter is None:
+            raise ValueError("the softnet method needs a trained spotter (--model RUN of 'fastmer train --task spot')")
+        self.spotter, self.keep_maps = spotter, keep_maps
+        heads = {kind: math.ceil(self.n_frames / stride) for kind, (_, stride) in self.scales.items()}
+        self.scores = {kind: np.full(n, np.nan, np.float32) for kind, n in heads.items()} if spotter else None
+        self.maps = {kind: np.full((n, 3, MAP_SIZE, MAP_SIZE), np.nan, np.float16) for kind, n in heads.items()} \
+            if keep_maps else None
         shape = (len(REGIONS), len(MOTION_STATS))
         self.motion = {kind: (np.full((math.ceil(self.n_frames / stride), *shape), np.nan, np.float32),
                               np.full((math.ceil(self.n_frames / stride), *shape), np.nan, np.float32))
@@ -278,6 +302,18 @@ class VideoSpotter:
         motion = region_motion(flow, self.regions).numpy()
         for (kind, j, _, slot), values in zip(pairs, motion, strict=True):
             self.motion[kind][slot][j // self.scales[kind][1]] = values
+        if self.spotter is not None or self.keep_maps:
+            near = [row for row, (_, _, _, slot) in enumerate(pairs) if slot == 0]
+            maps = flow_map(flow[near], self.regions)
+            for kind in self.scales:
+                rows = [r for r, i in enumerate(near) if pairs[i][0] == kind]
+                heads = [pairs[near[r]][1] // self.scales[kind][1] for r in rows]
+                if not rows:
+                    continue
+                if self.keep_maps:
+                    self.maps[kind][heads] = maps[rows].numpy().astype(np.float16)
+                if self.spotter is not None:
+                    self.scores[kind][heads] = self.spotter.score(kind, maps[rows]).numpy()
         self.seconds["motion"] += time.perf_counter() - start
 
     def finish(self) -> SpotResult:
@@ -287,17 +323,18 @@ class VideoSpotter:
         self._end_segment()
         start = time.perf_counter()
         motion = {kind: (near, far if self.needs_far else None) for kind, (near, far) in self.motion.items()}
-        intervals, curves = spot_intervals(motion, self.config.params, self.fps, self.n_frames)
+        intervals, curves = spot_intervals(motion, self.config.params, self.fps, self.n_frames, self.scores)
         self.seconds["spot"] += time.perf_counter() - start
         return SpotResult(intervals, curves, self.segments, self.n_frames, self.faceless, dict(self.seconds),
-                          self.motion)
+                          self.motion, self.maps, self.fps)
 
 
 def _ceil_to(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def spot_video(video: LongVideo, config: SpotConfig, detector: FaceDetector, *, decoder: str = "auto") -> SpotResult:
+def spot_video(video: LongVideo, config: SpotConfig, detector: FaceDetector, *, decoder: str = "auto",
+               spotter: SpotterModel | None = None, keep_maps: bool = False) -> SpotResult:
     """Spot one long video (streamed; see :class:`VideoSpotter`). Intervals use the video's frame
     numbers (``video.frame_numbers`` for image sequences).
 
@@ -312,13 +349,13 @@ def spot_video(video: LongVideo, config: SpotConfig, detector: FaceDetector, *, 
         if not fps or fps <= 0:
             raise ClipError("decode", f"{video.uid}: the frame rate of {video.source} is unknown; spotting needs it")
         numbers = list(source.frame_numbers)
-        spotter = VideoSpotter(config, detector, fps, len(numbers))
+        streamer = VideoSpotter(config, detector, fps, len(numbers), spotter=spotter, keep_maps=keep_maps)
         start = time.perf_counter()
         for chunk in source.chunks(numbers, config.chunk):
-            spotter.seconds["decode"] += time.perf_counter() - start
-            spotter.feed(chunk)
+            streamer.seconds["decode"] += time.perf_counter() - start
+            streamer.feed(chunk)
             start = time.perf_counter()
-        result = spotter.finish()
+        result = streamer.finish()
     if video.frame_numbers:  # indices -> the corpus's frame numbers
         result.intervals = [dataclasses.replace(i, onset=numbers[i.onset], offset=numbers[i.offset],
                                                 apex=None if i.apex is None else numbers[i.apex])
@@ -398,8 +435,14 @@ class SpotRun:
     skipped: list[str] = field(default_factory=list)
 
 
+def maps_path(out: Path, video: LongVideo) -> Path:
+    """Where ``save_maps`` keeps ``video``'s flow maps in the output folder ``out``."""
+    return out / MAPS_DIR / part_path(out, video).with_suffix(".safetensors").name
+
+
 def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config: SpotConfig,
                 detector: FaceDetector, detector_name: str, *, decoder: str = "auto", resume: bool = True,
+                spotter: SpotterModel | None = None, save_maps: bool = False,
                 log: Callable[[str], None] = lambda line: None) -> SpotRun:
     """Spot every video into the Parquet dataset folder ``out`` (see the module docstring).
 
@@ -407,6 +450,11 @@ def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config
     (:meth:`SpotConfig.fingerprint`), frames, faceless frames and stage times; with ``resume``
     a video whose file matches both is skipped. Errors (a missing or unreadable video, no
     face anywhere...) become a row with ``kind = "error"`` and the message, and the run goes on.
+
+    Args:
+        spotter: method ``softnet``'s trained spotter.
+        save_maps: also keep each video's flow maps, regional motion and coded intervals in
+            ``out/maps`` (what ``fastmer train --task spot`` learns from).
     """
     out = Path(out)
     (out / INTERVALS_DIR).mkdir(parents=True, exist_ok=True)
@@ -418,14 +466,14 @@ def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config
         if resume and path.is_file():
             meta = read_part_meta(path)
             if meta and meta.get("settings") == settings and meta.get("fingerprint") == fingerprint \
-                    and meta.get("status") == "ok":
+                    and meta.get("status") == "ok" and (not save_maps or maps_path(out, video).is_file()):
                 run.skipped.append(video.uid)
                 continue
         start = time.perf_counter()
         meta = {"video": video.uid, "fingerprint": fingerprint, "settings": settings,
                 "config": _jsonable(dataclasses.asdict(config)), "detector": detector_name}
         try:
-            result = spot_video(video, config, detector, decoder=decoder)
+            result = spot_video(video, config, detector, decoder=decoder, spotter=spotter, keep_maps=save_maps)
         except (ClipError, OSError, ValueError) as exc:
             message = str(exc)
             run.errors[video.uid] = message
@@ -434,6 +482,12 @@ def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config
             log(f"[{n}/{len(videos)}] {video.uid}: error: {message}")
         else:
             run.results[video.uid] = result
+            if save_maps:
+                (out / MAPS_DIR).mkdir(exist_ok=True)
+                save_video_maps(maps_path(out, video), uid=video.uid, dataset=video.dataset, subject=video.subject,
+                                fps=result.fps, n_frames=result.n_frames, scales=config.params.scales(result.fps),
+                                maps=result.maps, near={kind: near for kind, (near, _) in result.motion.items()},
+                                truth=video.intervals, numbers=video.frame_numbers)
             table = pa.Table.from_pylist([_row(video, i, config.params.method) for i in result.intervals],
                                          schema=SCHEMA)
             meta.update(status="ok", frames=result.n_frames, faceless=result.faceless,
@@ -492,3 +546,71 @@ def score_run(videos: Iterable[LongVideo], table: pa.Table) -> dict:
     scores = spotting_scores({v.uid: (spotted.get(v.uid, []), list(v.intervals)) for v in videos},
                              datasets={v.uid: v.dataset for v in videos})
     return scores
+
+
+# --- spot, then recognise ---------------------------------------------------------------------
+
+@dataclass
+class SpottedClips:
+    """The clips cut from spotted intervals (:func:`spotted_clips`).
+
+    Attributes:
+        clips: one :class:`~fastmer.datasets.clip.Clip` per interval (``clip_id``
+            ``"<video_id>@<onset>-<offset>"``, the spotted apex as its apex, no label).
+        intervals: clip uid -> ``(video uid, interval)``.
+        errors: video uid -> why it could not be spotted.
+        videos: videos spotted.
+    """
+
+    clips: list
+    intervals: dict[str, tuple[str, Interval]]
+    errors: dict[str, str]
+    videos: int
+
+
+def spotted_clips(videos: Sequence[LongVideo], config: SpotConfig, detector: FaceDetector, *,
+                  kinds: Sequence[str] = ("micro",), decoder: str = "auto", spotter: SpotterModel | None = None,
+                  log: Callable[[str], None] = lambda line: None) -> SpottedClips:
+    """Spot ``videos`` and cut their intervals of ``kinds`` into clips for recognition
+    (``fastmer infer --spot``, ``fastmer extract --spot``). A video that fails is recorded in
+    ``errors``; the others go on."""
+    out = SpottedClips([], {}, {}, len(videos))
+    for n, video in enumerate(videos, 1):
+        try:
+            result = spot_video(video, config, detector, decoder=decoder, spotter=spotter)
+        except (ClipError, OSError, ValueError) as exc:
+            out.errors[video.uid] = str(exc)
+            log(f"[{n}/{len(videos)}] {video.uid}: error: {exc}")
+            continue
+        kept = [i for i in result.intervals if i.kind in kinds]
+        log(f"[{n}/{len(videos)}] {video.uid}: {len(kept)} {'/'.join(kinds)} interval(s) spotted in "
+            f"{result.n_frames} frames")
+        for interval in kept:
+            if interval.offset <= interval.onset:
+                continue  # one frame: nothing to recognise
+            clip = video.clip(interval)
+            out.clips.append(clip)
+            out.intervals[clip.uid] = (video.uid, interval)
+    return out
+
+
+def add_interval_columns(predictions: str | os.PathLike[str], spotted: SpottedClips) -> None:
+    """Add each row's spotted interval to a predictions file of :func:`spotted_clips`' clips:
+    ``video``, ``onset``, ``apex``, ``offset``, ``kind``, ``spot_score`` (rewritten atomically,
+    its metadata kept)."""
+    path = Path(predictions)
+    table = pq.read_table(path)
+    found = [spotted.intervals.get(uid) for uid in table.column("uid").to_pylist()]
+    columns = {
+        "video": pa.array([f[0] if f else None for f in found], pa.string()),
+        "onset": pa.array([f[1].onset if f else None for f in found], pa.int64()),
+        "apex": pa.array([f[1].apex if f else None for f in found], pa.int64()),
+        "offset": pa.array([f[1].offset if f else None for f in found], pa.int64()),
+        "kind": pa.array([f[1].kind if f else None for f in found], pa.string()),
+        "spot_score": pa.array([f[1].score if f else None for f in found], pa.float64()),
+    }
+    for name, values in columns.items():
+        if name in table.column_names:
+            table = table.drop([name])
+        table = table.append_column(name, values)
+    atomic_write_table(table, path)

@@ -6,7 +6,9 @@ import sys
 
 import click
 
+from fastmer.choices import SPOT_METHODS
 from fastmer.cli import CONTEXT
+from fastmer.cli.spot import LONG_DATASETS
 from fastmer.config import (
     APEX_ESTIMATORS,
     APEX_MODES,
@@ -44,8 +46,18 @@ def options_of(values: tuple[str, ...]) -> dict[str, dict[str, object]]:
 
 @click.command("extract", context_settings=CONTEXT)
 @click.argument("root", type=click.Path(exists=True))
-@click.option("--dataset", "-d", type=click.Choice(list(DATASETS)), default="casme2",
-              help="Layout of ROOT (manifest: ROOT is a CSV/TSV/Parquet file listing the clips).")
+@click.option("--dataset", "-d", type=click.Choice([*DATASETS, *LONG_DATASETS]), default="casme2",
+              help="Layout of ROOT (manifest: ROOT is a CSV/TSV/Parquet file listing the clips; with --spot: videos "
+                   "or a long-video corpus).")
+@click.option("--spot", is_flag=True,
+              help="ROOT holds long videos (--dataset videos or a long-video corpus): spot their micro-expression "
+                   "intervals (`fastmer spot`) and extract each as a clip (its spotted onset, apex and offset).")
+@click.option("--spot-method", type=click.Choice(SPOT_METHODS), default="mdmd",
+              help="--spot: the spotting method (softnet needs --spot-model).")
+@click.option("--spot-model", type=click.Path(exists=True, file_okay=False), default=None,
+              help="--spot --spot-method softnet: a `fastmer train --task spot` run folder.")
+@click.option("--spot-kinds", type=click.Choice(["micro", "all"]), default="micro",
+              help="--spot: extract the micro-expression intervals only, or the macro-expressions too.")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True,
               help="Feature store to create, or to resume (same parameters: the clips it holds are skipped).")
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -113,7 +125,8 @@ def options_of(values: tuple[str, ...]) -> dict[str, dict[str, object]]:
               help="GPUs per feature actor [default: 1 when the cluster has GPUs and --device is not cpu].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out (recompute every clip).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with clips/s, flow pairs/s and the ETA on stderr.")
-def command(root, dataset, out, annotations, protocol, representations, size, dtype, decoder, decode_region,
+def command(root, dataset, spot, spot_method, spot_model, spot_kinds, out, annotations, protocol, representations, size,
+            dtype, decoder, decode_region,
             face_detector, face_model, face_box,
             face_scale, align, views, apex, apex_estimator, flow_backend, flow_preset, device, workers, batch_size,
             color, representation_option, max_frames, executor, ray_address, ray_decode_actors, ray_feature_actors, ray_gpus,
@@ -142,9 +155,17 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
     from fastmer.datasets import load  # noqa: PLC0415
     from fastmer.extract import extract  # noqa: PLC0415
 
+    if spot != (dataset in LONG_DATASETS or (spot and dataset == "videos")):
+        raise click.BadParameter("--spot reads long videos: --dataset videos or a long-video corpus "
+                                 f"({', '.join(LONG_DATASETS)}); those need --spot", param_hint="--dataset")
+    if not spot and (spot_model is not None or spot_method != "mdmd" or spot_kinds != "micro"):
+        raise click.BadParameter("--spot-method, --spot-model and --spot-kinds apply with --spot", param_hint="--spot")
+    if (spot_method == "softnet") != (spot_model is not None):
+        raise click.BadParameter("--spot-method softnet needs --spot-model RUN, and --spot-model applies to it only",
+                                 param_hint="--spot-model")
     if dataset == "manifest" and Path(root).is_dir():
         raise click.BadParameter(f"{root} is a folder; with --dataset manifest ROOT is the manifest file", param_hint="ROOT")
-    if dataset not in ("manifest", "videos") and not Path(root).is_dir():
+    if dataset not in ("manifest", "videos") and not Path(root).is_dir() and not spot:
         raise click.BadParameter(f"{root} is a file; --dataset {dataset} reads a corpus folder", param_hint="ROOT")
     names = tuple(name.strip() for name in representations.split(",") if name.strip())
     unknown = [name for name in names if name not in REPRESENTATION_NAMES]
@@ -165,7 +186,7 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
 
     try:
         check_not_an_input(out, [root, annotations])  # `extract CORPUS -o CORPUS --overwrite` must not touch the corpus
-        clips = load(dataset, root, protocol, **options)
+        clips = None if spot else load(dataset, root, protocol, **options)
         config = ExtractConfig(representations=tuple(dict.fromkeys(names)), size=size, dtype=dtype,
                                decoder=decoder, decode_region=decode_region, face_detector=face_detector,
                                face_model=face_model, face_box=face_box, face_scale=face_scale, align=align,
@@ -180,6 +201,10 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
             raise click.BadParameter(f"{', '.join(given)} only apply with --executor ray", param_hint="--executor")
         ray_options = {"address": ray_address, "decode_actors": ray_decode_actors,
                        "feature_actors": ray_feature_actors, "gpus_per_actor": ray_gpus}
+        spotted = None
+        if spot:
+            spotted = _spot(root, dataset, config, spot_method, spot_model, spot_kinds)
+            clips = spotted.clips
         summary = extract(clips, out, config, overwrite=overwrite, progress=progress, executor=executor,
                           ray_options=ray_options if executor == "ray" else None)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
@@ -188,6 +213,34 @@ def command(root, dataset, out, annotations, protocol, representations, size, dt
     click.echo(f"{summary.n_ok} of {summary.n_clips} clips extracted{rows} to {out} in {summary.seconds:.1f} s "
                f"({summary.clips_per_s:.1f} clips/s, {summary.pairs_per_s:.1f} flow pairs/s); {summary.n_failed} failed, "
                f"{summary.n_skipped} skipped (already in the store)")
-    if summary.n_failed:
-        click.echo(f"failed clips are listed in {out}/errors", err=True)
+    if spotted is not None and spotted.errors:
+        shown = "; ".join(f"{uid}: {why}" for uid, why in list(spotted.errors.items())[:5])
+        click.echo(f"{len(spotted.errors)} video(s) could not be spotted: {shown}", err=True)
+    if summary.n_failed or (spotted is not None and spotted.errors):
+        if summary.n_failed:
+            click.echo(f"failed clips are listed in {out}/errors", err=True)
         sys.exit(3)
+
+
+def _spot(root, dataset, config, method, model, kinds):
+    """--spot: the long videos of ROOT spotted with the extraction's face detector; their intervals as clips."""
+    from fastmer.datasets.long import load_long, videos_from_paths  # noqa: PLC0415
+    from fastmer.datasets.report import ClipList  # noqa: PLC0415
+    from fastmer.face.detect import make_detector  # noqa: PLC0415
+    from fastmer.phases.flowspot import SpotParams  # noqa: PLC0415
+    from fastmer.spot import SpotConfig, spotted_clips  # noqa: PLC0415
+
+    detector, _ = make_detector(config.face_detector, config.face_model)
+    videos = load_long(dataset, root) if dataset in LONG_DATASETS else videos_from_paths([root])
+    spotter, params = None, SpotParams(method=method)
+    if model is not None:
+        from fastmer.models.softnet import SpotterModel  # noqa: PLC0415
+
+        spotter = SpotterModel.load(model)
+        params = SpotParams(**{**spotter.params, "method": method})
+    spotted = spotted_clips(videos, SpotConfig(params=params), detector,
+                            kinds=("micro",) if kinds == "micro" else ("micro", "macro"), decoder=config.decoder,
+                            spotter=spotter, log=lambda line: click.echo(line, err=True))
+    spotted.clips = ClipList(spotted.clips)
+    click.echo(f"spotted {len(spotted.clips)} interval(s) in {spotted.videos} video(s)", err=True)
+    return spotted

@@ -23,7 +23,12 @@ DEVICES = ("cpu", "cuda")
                    "videos: video files, folders searched for videos, .txt lists].")
 @click.option("--method", type=click.Choice(SPOT_METHODS), default="mdmd",
               help="mdmd: main directional maximal difference; peak: motion-intensity contrast with adaptive "
-                   "threshold (the MEGC baseline).")
+                   "threshold (the MEGC baseline); softnet: the learned spotter of --model.")
+@click.option("--model", "model", type=click.Path(exists=True, file_okay=False), default=None,
+              help="--method softnet: a run folder of `fastmer train SPOT_OUTPUT --task spot`.")
+@click.option("--save-maps", is_flag=True,
+              help="Also keep each video's flow maps and coded intervals in OUT/maps, to train the learned spotter "
+                   "(`fastmer train OUT --task spot`; ~1.5 KB a frame).")
 @click.option("--flow", type=click.Choice(FLOW_BACKENDS), default="farneback",
               help="Flow between frames k apart (fastmer: the native TV-L1, best on a GPU).")
 @click.option("--flow-size", type=click.IntRange(32, 512), default=112, help="Face crop side the flow is computed on.")
@@ -36,7 +41,7 @@ DEVICES = ("cpu", "cuda")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", help="Frame decoder.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", help="Where the native flow runs (--flow fastmer).")
 @click.option("--overwrite", is_flag=True, help="Start again: replace an existing spotting output at --out.")
-def command(inputs, out, dataset, method, flow, flow_size, p_micro, p_macro, face_detector, face_model, decoder,
+def command(inputs, out, dataset, method, model, save_maps, flow, flow_size, p_micro, p_macro, face_detector, face_model, decoder,
             device, overwrite):
     """Spot micro- and macro-expressions in long videos: one row per interval.
 
@@ -60,6 +65,9 @@ def command(inputs, out, dataset, method, flow, flow_size, p_micro, p_macro, fac
     from fastmer.spot import SpotConfig, open_output, read_intervals, score_run, spot_videos  # noqa: PLC0415
     from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
+    if (method == "softnet") != (model is not None):
+        raise click.BadParameter("--method softnet needs --model RUN, and --model applies to it only",
+                                 param_hint="--model")
     if dataset is not None and len(inputs) != 1:
         raise click.BadParameter(f"--dataset {dataset} reads one corpus folder, got {len(inputs)} inputs",
                                  param_hint="INPUT")
@@ -69,8 +77,14 @@ def command(inputs, out, dataset, method, flow, flow_size, p_micro, p_macro, fac
     except OutputRefused as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        config = SpotConfig(params=SpotParams(method=method, p_micro=p_micro, p_macro=p_macro), flow=flow,
-                            flow_size=flow_size, device=device)
+        params = SpotParams(method=method, p_micro=p_micro, p_macro=p_macro)
+        spotter = None
+        if model is not None:  # the scales (k) it was trained at, these thresholds
+            from fastmer.models.softnet import SpotterModel  # noqa: PLC0415
+
+            spotter = SpotterModel.load(model)
+            params = SpotParams(**{**spotter.params, "method": method, "p_micro": p_micro, "p_macro": p_macro})
+        config = SpotConfig(params=params, flow=flow, flow_size=flow_size, device=device)
         detector, why = make_detector(face_detector, face_model)
         videos = load_long(dataset, inputs[0]) if dataset else videos_from_paths(inputs)
     except (FileNotFoundError, ValueError) as exc:
@@ -80,8 +94,8 @@ def command(inputs, out, dataset, method, flow, flow_size, p_micro, p_macro, fac
     click.echo(f"spotting {len(videos)} video(s): {method}, {flow} flow at {flow_size} px, face detector "
                f"{detector.name} ({why})", err=True)
     path = open_output(out, overwrite=overwrite)
-    run = spot_videos(videos, path, config, detector, detector.name, decoder=decoder,
-                      log=lambda line: click.echo(line, err=True))
+    run = spot_videos(videos, path, config, detector, detector.name, decoder=decoder, spotter=spotter,
+                      save_maps=save_maps, log=lambda line: click.echo(line, err=True))
     table, _ = read_intervals(path)
     kinds = table.column("kind").to_pylist()
     click.echo(f"{kinds.count('micro')} micro- and {kinds.count('macro')} macro-expression interval(s) in "

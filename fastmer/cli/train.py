@@ -17,7 +17,9 @@ from fastmer.train.protocols import PROTOCOLS
 AUGMENTATIONS = ("flip", "affine", "dual-phase-di")
 DEVICES = ("auto", "cpu", "cuda")
 VIEW_LAYOUTS = ("stack", "separate")
-TASKS = ("emotion", "au")
+TASKS = ("emotion", "au", "spot")
+# What --task spot reads (the learned spotter: fastmer.train.spotting); every other option is refused.
+SPOT_OPTIONS = frozenset({"store", "task", "out", "epochs", "lr", "batch_size", "seed", "device", "overwrite"})
 DEFAULT_MIN_AU_CLIPS = 10
 
 
@@ -44,7 +46,8 @@ def _parse_options(values: tuple[str, ...]) -> dict:
                    "--test-datasets [default: leave-one-dataset-out].")
 @click.option("--test-datasets", default=None, metavar="C[,D]", help="--protocol cross-dataset: datasets to test on.")
 @click.option("--task", type=click.Choice(TASKS), default="emotion", show_default=True,
-              help="emotion: classes of --labels; au: multi-label action-unit detection from the stored AU codes.")
+              help="emotion: classes of --labels; au: multi-label action-unit detection from the stored AU codes; "
+                   "spot: the learned spotter (SOFTNet-style) on a `fastmer spot --save-maps` output, LOSO.")
 @click.option("--labels", type=click.Choice(sorted(LABEL_PROTOCOLS)), default=None,
               help="Label protocol of --task emotion: which emotions form which classes [megc2019-3class].")
 @click.option("--aus", default=None, metavar="1,2,4,12",
@@ -120,7 +123,8 @@ def _parse_options(values: tuple[str, ...]) -> dict:
               help="Folds trained together as one stacked model (vmap) [default: all of them on CUDA, 1 on CPU].")
 @click.option("--amp/--no-amp", default=None, help="bfloat16 mixed precision [default: on for CUDA, off on CPU].")
 @click.option("--overwrite", is_flag=True, help="Replace a training run at --out (anything else is refused).")
-def command(store, model, protocol, train_datasets, test_datasets, task, labels, aus, min_au_clips, out, recipe, epochs,
+@click.pass_context
+def command(ctx, store, model, protocol, train_datasets, test_datasets, task, labels, aus, min_au_clips, out, recipe, epochs,
             lr, batch_size, optimizer, loss, focal_gamma, class_weighting, patience, val_fraction, k, test_fraction,
             seed, seeds, augment, svm_c, encoder, pretrained, no_fusion_attention, no_se, extra_options, weights,
             input_size,
@@ -148,6 +152,9 @@ def command(store, model, protocol, train_datasets, test_datasets, task, labels,
     """
     from dataclasses import replace  # noqa: PLC0415
 
+    if task == "spot":
+        _train_spotter(ctx, store, out, epochs, lr, batch_size, seed, device, overwrite)
+        return
     from fastmer.train.run import train  # noqa: PLC0415
 
     entry = MODELS[model]
@@ -290,3 +297,36 @@ def _describe(model, labels, options, input_size, store, view_layout, normalizat
         f"  recipe: {json.dumps(info['recipe'])}" if info["recipe"] else f"  fitted by: {info['fitter']}",
     ]
     click.echo("\n".join(lines))
+
+
+def _train_spotter(ctx: click.Context, store, out, epochs, lr, batch_size, seed, device, overwrite) -> None:
+    """--task spot: LOSO evaluation of the learned spotter and the final one (fastmer.train.spotting)."""
+    given = sorted(name for name in ctx.params if name not in SPOT_OPTIONS
+                   and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT)
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(f"{flags}: not an option of --task spot (it takes --out, --epochs, --lr, --batch-size, "
+                               "--seed, --device)")
+    if store is None or out is None:
+        raise click.UsageError("--task spot needs a `fastmer spot --save-maps` output folder and --out")
+    from fastmer.outputs import OutputRefused, check_output_dir, is_run  # noqa: PLC0415
+    from fastmer.train.spotting import SpotTraining, train_spotter  # noqa: PLC0415
+
+    try:
+        check_output_dir(out, overwrite=overwrite, recognise=is_run, kind="training run", inputs=[store])
+    except OutputRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    defaults = SpotTraining()
+    training = SpotTraining(epochs=epochs or defaults.epochs, lr=lr or defaults.lr,
+                            batch_size=batch_size or defaults.batch_size, seed=seed)
+    try:
+        report = train_spotter(store, out, training=training, device="cpu" if device == "auto" else device,
+                               log=lambda line: click.echo(line, err=True))
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for kind in ("micro", "macro", "overall"):
+        c = report["pooled"][kind]
+        click.echo(f"{kind:>8}: TP {c['tp']} FP {c['fp']} FN {c['fn']}  precision {c['precision']:.3f} recall "
+                   f"{c['recall']:.3f} F1 {c['f1']:.3f}")
+    click.echo(f"LOSO over {len(report['subjects'])} subjects; spotter trained on all of them -> {out} "
+               f"(fastmer spot --method softnet --model {out})")

@@ -64,6 +64,8 @@ class SpotParams:
         micro_share: a macro candidate holding a micro candidate whose score is at least
             this share of its own is that micro-expression (one movement fires both scales;
             only a fast one fires the micro scale about as strongly).
+        min_probability: method ``softnet``: the smoothed probability from which a frame's
+            window is in an expression.
         min_score: curve values at or below this (pixels) never make an interval: a video
             without expressions has a flat curve whose adaptive threshold is in the noise.
     """
@@ -76,6 +78,7 @@ class SpotParams:
     p_macro: float = 0.3
     blink_ratio: float = 1.5
     micro_share: float = 0.5
+    min_probability: float = 0.7
     min_score: float = 0.1
 
     def __post_init__(self) -> None:
@@ -184,12 +187,67 @@ def motion_extent(velocity: np.ndarray, apex: int, *, gap: int, reach: int, floo
     return min(ends[0], apex), max(ends[1], apex)
 
 
+def score_curve(scores: np.ndarray, k: int, stride: int = 1) -> np.ndarray:
+    """A learned spotter's curve: its per-head probabilities (NaN: 0), averaged over ``k`` frames
+    as SOFTNet smooths its scores, placed at the frame ``j + k // 2`` the window ``j..j+k`` centres on."""
+    values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    width = max(1, k // stride)
+    smooth = np.convolve(values, np.ones(width) / width, mode="same") if len(values) else values
+    shift = (k // 2) // stride
+    curve = np.zeros_like(smooth)
+    curve[shift:] = smooth[: len(smooth) - shift]
+    return curve
+
+
+def probability_runs(scores: np.ndarray, k: int, stride: int, threshold: float, n_frames: int,
+                     kind: str) -> list[Interval]:
+    """A learned spotter's intervals: the runs of heads whose smoothed probability reaches
+    ``threshold`` (gaps of up to ``k / 2`` frames bridged), each turned back into the frames it
+    labels. A head ``j`` is labelled positive when ``j..j + k`` overlaps the expression
+    (:func:`fastmer.train.spotting.pseudo_labels`), so a run of heads ``a..b`` is the expression
+    ``a + k .. b``; the apex is the frame the most probable window centres on.
+    """
+    values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    width = max(1, k // stride) | 1  # odd: centred
+    smooth = np.convolve(values, np.ones(width) / width, mode="same") if len(values) else values
+    above = np.flatnonzero(smooth >= threshold)
+    runs: list[list[int]] = []
+    gap = max(1, (k // 2) // stride)
+    for head in above:
+        if runs and head - runs[-1][1] <= gap + 1:
+            runs[-1][1] = head
+        else:
+            runs.append([head, head])
+    # Hysteresis: a run reaches down to halfway between the threshold and the video's usual
+    # level (the median; class-balanced training lifts every probability above 0).
+    baseline = float(np.median(smooth)) if len(smooth) else 0.0
+    low = max(threshold / 2, (threshold + min(baseline, threshold)) / 2)
+    out = []
+    for a, b in runs:
+        while a > 0 and smooth[a - 1] >= low:
+            a -= 1
+        while b + 1 < len(smooth) and smooth[b + 1] >= low:
+            b += 1
+        if out and a * stride <= out[-1].offset:  # grown into the previous run: one expression
+            continue
+        first, last = a * stride, min(n_frames - 1, b * stride)
+        onset, offset = min(first + k, last), last
+        best = a + int(np.argmax(smooth[a: b + 1]))
+        apex = min(max(best * stride + k // 2, onset), offset)
+        out.append(Interval(int(onset), int(offset), kind, apex=int(apex), score=float(smooth[best])))
+    return out
+
+
 def spot_intervals(motion: dict[str, tuple[np.ndarray, np.ndarray | None]], params: SpotParams, fps: float,
-                   n_frames: int) -> tuple[list[Interval], dict[str, np.ndarray]]:
+                   n_frames: int, scores: dict[str, np.ndarray] | None = None
+                   ) -> tuple[list[Interval], dict[str, np.ndarray]]:
     """Micro- and macro-expression intervals of one video, and the curves they came from.
 
     Args:
         motion: per scale (``micro``, ``macro``): ``(near, far)`` as :func:`method_curve` reads them.
+        scores: method ``softnet``: per scale, the learned spotter's probability of each head;
+            the intervals are its runs above :attr:`SpotParams.min_probability`
+            (:func:`probability_runs`), blinks dropped.
         params: the method and its thresholds.
         fps: frames per second.
         n_frames: the video's frames (intervals are cut to them).
@@ -209,10 +267,23 @@ def spot_intervals(motion: dict[str, tuple[np.ndarray, np.ndarray | None]], para
     for kind in ("micro", "macro"):
         k, stride = scales[kind]
         near, far = motion[kind]
-        curve = method_curve(params.method, near, far, k, stride)
+        if params.method == "softnet":
+            if scores is None:
+                raise ValueError("the softnet method needs the learned spotter's scores")
+            curve = score_curve(scores[kind], k, stride)
+        else:
+            curve = method_curve(params.method, near, far, k, stride)
         curves[kind] = np.repeat(curve, stride)[:n_frames] if stride > 1 else curve
         p = params.p_micro if kind == "micro" else params.p_macro
         half = max(1, k // stride)
+        if params.method == "softnet":
+            kept = []
+            for run in probability_runs(scores[kind], k, stride, params.min_probability, n_frames, kind):
+                eyes, face = eye_and_face_motion(near, run.apex // stride, k // stride)
+                if eyes <= params.blink_ratio * face:
+                    kept.append(run)
+            found[kind] = kept
+            continue
         peaks = spot_peaks(curve, p=p, half_width=half, kind=kind)
         kept = []
         for peak in peaks:

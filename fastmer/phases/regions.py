@@ -126,3 +126,30 @@ def region_motion(flow: torch.Tensor, regions: dict[str, tuple[slice, slice]]) -
         keep = torch.arange(values.shape[1], device=flow.device)[None, :] < third
         out[:, r, 3] = (values * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
     return out
+
+
+#: Side of :func:`flow_map`'s maps: SOFTNet's 42 px flow images pooled further, so that an
+#: hour at 30 fps is 170 MB of float16 maps (a training corpus fits in memory).
+MAP_SIZE = 16
+
+
+def flow_map(flow: torch.Tensor, regions: dict[str, tuple[slice, slice]], size: int = MAP_SIZE) -> torch.Tensor:
+    """SOFTNet's input (Liong et al., 2021), pooled: ``(N, 3, size, size)`` float32 maps of the
+    flow relative to the head (``u``, ``v``; the nose region's median flow subtracted) and its
+    optical strain, with the eye regions zeroed (blinks), area-averaged to ``size`` x ``size``.
+
+    Shape:
+        ``(N, 2, S, S) -> (N, 3, size, size)``
+    """
+    from fastmer.ops.optical_strain import optical_strain_reference  # noqa: PLC0415
+
+    if flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"flow_map: expected (N, 2, S, S) flow, got {tuple(flow.shape)}")
+    rows, cols = regions[REFERENCE_REGION]
+    head = flow[:, :, rows, cols].flatten(2).median(dim=2).values
+    residual = (flow - head[:, :, None, None]).float()
+    maps = torch.cat([residual, optical_strain_reference(residual)], dim=1)
+    for name in EYE_REGIONS:
+        rows, cols = regions[name]
+        maps[:, :, rows, cols] = 0.0
+    return torch.nn.functional.adaptive_avg_pool2d(maps, size)
