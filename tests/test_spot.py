@@ -16,7 +16,7 @@ from fastmer.datasets.synth_long import LongSynthConfig, distractors, generate_l
 from fastmer.face.detect import HaarFaceDetector
 from fastmer.phases.flowspot import SpotParams
 from fastmer.phases.intervals import spotting_scores
-from fastmer.spot import SpotConfig, read_intervals, spot_video, spot_videos
+from fastmer.spot import SpotConfig, VideoSpotter, read_intervals, spot_video, spot_videos
 
 CONFIG = LongSynthConfig(subjects=2, seconds=20, width=320, height=240, min_face_px=130, max_face_px=144,
                          macro_peak_px=(2.2, 3.2), micro_per_minute=14, macro_per_minute=6, blinks_per_minute=14,
@@ -171,3 +171,27 @@ def test_cli_lists_the_long_video_corpora():
     from fastmer.datasets.long import LONG_DATASETS as REGISTRY
 
     assert tuple(REGISTRY) == LONG_DATASETS
+
+
+def test_a_face_that_moves_away_is_found_again_in_a_new_segment():
+    """No cut (the frames change little from one to the next), but the face slides 2 px a frame:
+    at the next re-detection it is more than 10% of its box away, so a new segment starts there
+    with a new box, and no flow pair spans the two boxes."""
+    from fastmer.datasets.synth_long import plan_video, render_frames
+
+    config = LongSynthConfig(subjects=1, seconds=4, width=320, height=240, min_face_px=130, max_face_px=144,
+                             micro_per_minute=0, macro_per_minute=0, blinks_per_minute=0, head_motion_px=0,
+                             cut=False, macro_peak_px=(2.0, 3.0), seed=2)
+    plan = plan_video(config, 0, 0)
+    still = next(render_frames(config, plan)).copy()
+    grey = cv2.cvtColor(still, cv2.COLOR_BGR2GRAY)
+    shifts = [0] * 40 + [2 * (t + 1) for t in range(20)] + [40] * 40  # slides 40 px over frames 40..59
+    frames = np.stack([np.roll(grey, s, axis=1) for s in shifts])
+    spotter = VideoSpotter(SpotConfig(), HaarFaceDetector(), fps=30, n_frames=len(frames))
+    spotter.feed(frames)
+    result = spotter.finish()
+    assert [s.start for s in result.segments] == [0, 60]  # re-detected at frame 60 (every 30 frames)
+    first, second = result.segments
+    assert second.box.x - first.box.x == pytest.approx(40, abs=4)
+    assert not np.isfinite(result.motion["micro"][0][60 - 5: 60]).any()  # heads whose pair would cross frame 60
+    assert np.isfinite(result.motion["micro"][0][60: 60 + 20]).all()
