@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fastmer.choices import FLOW_BACKENDS
+from fastmer.datasets.clip import file_stats
 from fastmer.datasets.long import LongVideo
 from fastmer.errors import ClipError
 from fastmer.face.crop import FaceBox, square_box
@@ -378,13 +379,7 @@ META_KEY = b"fastmer.spot"
 
 def video_fingerprint(video: LongVideo) -> str:
     """What the video's intervals depend on: its source path and each file's size and mtime."""
-    files = []
-    for path in video.frame_paths or (video.source,):
-        try:
-            info = os.stat(path)
-            files.append([path, info.st_size, info.st_mtime_ns])
-        except OSError:
-            files.append([path, None, None])
+    files = file_stats(video.frame_paths or (video.source,))
     blob = json.dumps({"source": video.source, "numbers": list(video.frame_numbers), "files": files,
                        "fps": video.fps}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,14 +102,8 @@ class Clip:
         """
         annotation = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                       if f.name not in ("source", "frame_numbers", "frame_paths", "notes")}
-        files = []
-        for path in self.frame_paths or (self.source,):
-            try:
-                info = os.stat(path)
-                files.append([path, info.st_size, info.st_mtime_ns])
-            except OSError:
-                files.append([path, None, None])
-        source = {"source": self.source, "frame_numbers": self.frame_numbers, "files": files}
+        source = {"source": self.source, "frame_numbers": self.frame_numbers,
+                  "files": file_stats(self.frame_paths or (self.source,))}
         return f"{_digest(annotation)}:{_digest(source)}"
 
     @property
@@ -137,6 +132,19 @@ class Clip:
         if not self.onset < self.offset:
             raise ClipError("annotation", f"{self.uid}: onset {self.onset} is not before offset {self.offset}")
         return self.onset, self.apex if self.apex_is_valid else None, self.offset
+
+
+def file_stats(paths: Iterable[str]) -> list[list]:
+    """``[path, size, st_mtime_ns]`` of each file (``None, None`` for a missing one): what a
+    fingerprint of files records, one ``stat`` each, nothing read."""
+    out = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+            out.append([path, info.st_size, info.st_mtime_ns])
+        except OSError:
+            out.append([path, None, None])
+    return out
 
 
 def _digest(value: object) -> str:

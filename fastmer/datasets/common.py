@@ -44,16 +44,9 @@ def row_number(row: Mapping[str, object], fallback: int = 0) -> int:
     return row.number if isinstance(row, SheetRow) else fallback
 
 
-def read_sheet(path: Path, sheet: str | None = None, header_row: int = 1) -> list[SheetRow]:
-    """Rows of an .xlsx sheet as dicts keyed by the header cells (stripped), blank rows left out.
-
-    Each row is a :class:`SheetRow` whose ``number`` is its row number in the sheet, as a
-    spreadsheet program shows it (blank rows above it counted).
-
-    Args:
-        path: the workbook.
-        sheet: sheet name (default: the first sheet).
-        header_row: 1-based row holding the column names (SAMM's is row 14).
+def sheet_values(path: Path, sheet: str | None = None, min_row: int = 1) -> list[tuple[int, tuple]]:
+    """``(row number, cell values)`` of every row of an .xlsx sheet from ``min_row`` on, blank rows
+    included (so that numbers are the sheet's own).
 
     Raises:
         ValueError: naming the file, when it cannot be read or the sheet is absent.
@@ -68,15 +61,37 @@ def read_sheet(path: Path, sheet: str | None = None, header_row: int = 1) -> lis
         if sheet is not None and sheet not in workbook.sheetnames:
             raise ValueError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(workbook.sheetnames)})")
         ws = workbook[sheet] if sheet is not None else workbook.worksheets[0]
-        rows = ws.iter_rows(min_row=header_row, values_only=True)  # read-only sheets yield blank rows too: numbers hold
-        header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
-        return [
-            SheetRow(zip(header, row, strict=False), number)
-            for number, row in enumerate(rows, start=header_row + 1)
-            if any(v is not None and str(v).strip() for v in row)
-        ]
+        # read-only sheets yield blank rows too: numbers hold
+        return list(enumerate(ws.iter_rows(min_row=min_row, values_only=True), start=min_row))
     finally:
         workbook.close()
+
+
+def is_blank_row(values: Iterable[object]) -> bool:
+    """Every cell empty or white space."""
+    return not any(v is not None and str(v).strip() for v in values)
+
+
+def read_sheet(path: Path, sheet: str | None = None, header_row: int = 1) -> list[SheetRow]:
+    """Rows of an .xlsx sheet as dicts keyed by the header cells (stripped), blank rows left out.
+
+    Each row is a :class:`SheetRow` whose ``number`` is its row number in the sheet, as a
+    spreadsheet program shows it (blank rows above it counted).
+
+    Args:
+        path: the workbook.
+        sheet: sheet name (default: the first sheet).
+        header_row: 1-based row holding the column names (SAMM's is row 14).
+
+    Raises:
+        ValueError: naming the file, when it cannot be read or the sheet is absent.
+    """
+    rows = sheet_values(path, sheet, header_row)
+    if not rows:
+        return []
+    header = [str(h).strip() if h is not None else "" for h in rows[0][1]]
+    return [SheetRow(zip(header, values, strict=False), number) for number, values in rows[1:]
+            if not is_blank_row(values)]
 
 
 def require_columns(rows: list[dict[str, object]], columns: Iterable[str], path: Path, where: str = "") -> None:
@@ -289,7 +304,8 @@ def unique_clip_id(used: set[tuple[str, str]], subject: str, clip_id: str) -> st
 _COMPARED = ("onset", "apex", "offset", "labels", "action_units")
 
 
-def _shown(value: object) -> str:
+def shown_value(value: object) -> str:
+    """A cell as a detail line shows it: ``blank``, ``'4+7'`` (text and AU tuples quoted), ``12``."""
     if value is None or value == "" or value == ():
         return "blank"
     if isinstance(value, tuple):
@@ -413,7 +429,7 @@ class AnnotationTable:
         number = row_number(row)
         line = f"{self.path}, rows {first_row} and {number}: both describe {kept.uid} (same {same})"
         differ = [
-            f"{self.columns.get(f, f)} ({_shown(getattr(kept, f))} vs {_shown(getattr(clip, f))})"
+            f"{self.columns.get(f, f)} ({shown_value(getattr(kept, f))} vs {shown_value(getattr(clip, f))})"
             for f in _COMPARED if getattr(kept, f) != getattr(clip, f)
         ]
         if differ:

@@ -37,7 +37,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastmer.datasets.common import AnnotationTable, FrameCache, SheetRow, cell_text, row_number
+from fastmer.datasets.common import (
+    AnnotationTable,
+    FrameCache,
+    SheetRow,
+    cell_text,
+    is_blank_row,
+    row_number,
+    sheet_values,
+    shown_value,
+)
 from fastmer.datasets.long import Annotation, LongVideo, VideoList
 from fastmer.datasets.report import Defect, LoadReport
 from fastmer.phases.intervals import Interval
@@ -94,23 +103,8 @@ def read_rows(path: Path, sheet: str | None = None, names: Sequence[str] = ()) -
     Raises:
         ValueError: naming the file, when it cannot be read or the sheet is absent.
     """
-    from openpyxl import load_workbook  # slow import, only needed here  # noqa: PLC0415
-
-    try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises several unrelated types for bad files
-        raise ValueError(f"cannot read the annotation spreadsheet {path}: {exc}") from exc
-    try:
-        if sheet is not None and sheet not in workbook.sheetnames:
-            raise ValueError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(workbook.sheetnames)})")
-        ws = workbook[sheet] if sheet is not None else workbook.worksheets[0]
-        return [
-            SheetRow(((names[i] if i < len(names) else column_letter(i), v) for i, v in enumerate(row)), number)
-            for number, row in enumerate(ws.iter_rows(min_row=1, values_only=True), start=1)
-            if any(v is not None and str(v).strip() for v in row)
-        ]
-    finally:
-        workbook.close()
+    return [SheetRow(((names[i] if i < len(names) else column_letter(i), v) for i, v in enumerate(values)), number)
+            for number, values in sheet_values(path, sheet) if not is_blank_row(values)]
 
 
 def _key(name: str) -> str:
@@ -131,12 +125,6 @@ def rename_columns(rows: list[SheetRow], aliases: Mapping[str, str]) -> list[She
     return [SheetRow(((renames.get(k, k), v) for k, v in row.items()), row_number(row)) for row in rows]
 
 
-def _shown(value: object) -> str:
-    if value is None or value == "" or value == ():
-        return "blank"
-    if isinstance(value, tuple):
-        return repr("+".join(map(str, value)))
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 @dataclass
@@ -267,7 +255,7 @@ class LongTable:
         compared = (("kind", kept.interval.kind, interval.kind), ("apex", kept.interval.apex, interval.apex),
                     ("labels", kept.labels, annotation.labels),
                     ("action_units", kept.action_units, annotation.action_units))
-        differ = [f"{columns.get(f, f)} ({_shown(a)} vs {_shown(b)})" for f, a, b in compared if a != b]
+        differ = [f"{columns.get(f, f)} ({shown_value(a)} vs {shown_value(b)})" for f, a, b in compared if a != b]
         if differ:
             line += f" but disagree on {', '.join(differ)}; {first}'s annotation kept"
         self.report.detail(f"{line}; {this} skipped")

@@ -416,6 +416,16 @@ class SynthSummary:
 _KEY_SUBJECT, _KEY_CLIP, _KEY_NOISE, _KEY_HAAR = 0, 1, 2, 3
 
 
+def raised_cosine(t: int, onset: int, apex: int, offset: int) -> float:
+    """An expression's amplitude at frame ``t``: 0 up to the onset, rising to exactly 1 at the apex,
+    back to 0 at the offset and after (half cosines)."""
+    if t <= onset or t >= offset:
+        return 0.0
+    if t <= apex:
+        return 0.5 * (1.0 - math.cos(math.pi * (t - onset) / (apex - onset)))
+    return 0.5 * (1.0 + math.cos(math.pi * (t - apex) / (offset - apex)))
+
+
 def seeded_rng(seed: int, *key: int) -> np.random.Generator:
     """The random stream of ``(purpose, subject[, item])`` under master ``seed``."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
@@ -477,12 +487,8 @@ class _Clip:
         return self.first + self.n_frames - 1
 
     def profile(self, t: int) -> float:
-        """``a(t)``: raised cosine, 0 at onset, exactly 1 at apex, 0 at offset."""
-        if t <= self.onset or t >= self.offset:
-            return 0.0
-        if t <= self.apex:
-            return 0.5 * (1.0 - math.cos(math.pi * (t - self.onset) / (self.apex - self.onset)))
-        return 0.5 * (1.0 + math.cos(math.pi * (t - self.apex) / (self.offset - self.apex)))
+        """``a(t)``: :func:`raised_cosine` from onset to apex to offset."""
+        return raised_cosine(t, self.onset, self.apex, self.offset)
 
     def drift_at(self, t: int) -> np.ndarray:
         tau = (t - self.first) / (self.n_frames - 1)

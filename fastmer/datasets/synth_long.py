@@ -64,6 +64,7 @@ from fastmer.datasets.synth import (
     affine_grid,
     noise_counts,
     plan_subject,
+    raised_cosine,
     seeded_rng,
     subject_photo,
 )
@@ -184,12 +185,8 @@ class Event:
     peak_px: float
 
     def profile(self, t: int) -> float:
-        """Raised cosine: 0 at onset, exactly 1 at apex, 0 at offset."""
-        if t <= self.onset or t >= self.offset:
-            return 0.0
-        if t <= self.apex:
-            return 0.5 * (1.0 - math.cos(math.pi * (t - self.onset) / (self.apex - self.onset)))
-        return 0.5 * (1.0 + math.cos(math.pi * (t - self.apex) / (self.offset - self.apex)))
+        """:func:`~fastmer.datasets.synth.raised_cosine` from onset to apex to offset."""
+        return raised_cosine(t, self.onset, self.apex, self.offset)
 
 
 @dataclass(frozen=True)
