@@ -195,3 +195,18 @@ def test_a_face_that_moves_away_is_found_again_in_a_new_segment():
     assert second.box.x - first.box.x == pytest.approx(40, abs=4)
     assert not np.isfinite(result.motion["micro"][0][60 - 5: 60]).any()  # heads whose pair would cross frame 60
     assert np.isfinite(result.motion["micro"][0][60: 60 + 20]).all()
+
+
+def test_the_native_tvl1_flow_spots_the_micro_expressions_too(tmp_path):
+    """--flow fastmer: the native batched TV-L1 (the path a GPU runs) in the streaming spotter."""
+    config = LongSynthConfig(subjects=1, seconds=8, width=320, height=240, min_face_px=130, max_face_px=144,
+                             macro_peak_px=(2.2, 3.2), micro_per_minute=30, macro_per_minute=0, blinks_per_minute=10,
+                             cut=False, seed=1)
+    generate_long(tmp_path / "c", config)
+    (video,) = load_long("synth-long", tmp_path / "c")
+    assert [(i.kind, i.onset, i.offset) for i in video.intervals] == [("micro", 125, 131), ("micro", 163, 169),
+                                                                      ("micro", 189, 199)]
+    found = spot_video(video, SpotConfig(flow="fastmer"), HaarFaceDetector(), decoder="opencv").intervals
+    scores = spotting_scores({video.uid: (found, list(video.intervals))})
+    assert scores["micro"].tp >= 2 and scores["overall"].fp <= 1, (found, scores["overall"])
+    assert not any(66 <= i.apex <= 70 for i in found)  # the blink
