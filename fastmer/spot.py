@@ -454,6 +454,8 @@ def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config
     out = Path(out)
     (out / INTERVALS_DIR).mkdir(parents=True, exist_ok=True)
     settings = config.fingerprint(detector_name)
+    if spotter is not None:  # another trained spotter spots otherwise: part of the settings
+        settings = hashlib.sha256(f"{settings}:{spotter.digest()}".encode()).hexdigest()[:16]
     run = SpotRun()
     for n, video in enumerate(videos, 1):
         path = part_path(out, video)

@@ -99,6 +99,15 @@ def test_train_spot_loso_then_spot_with_the_trained_model(tmp_path, corpus, maps
     assert "overall: TP" in result.output
     table = pq.read_table(out / "intervals")
     assert set(table.column("method").to_pylist()) <= {"softnet"}
+    # Resuming with the same spotter skips every video; with another one, none.
+    args = ["spot", str(corpus), "-d", "synth-long", "-o", str(out), "--method", "softnet", "--face-detector", "haar",
+            "--decoder", "opencv"]
+    result = runner.invoke(main, [*args, "--model", str(run)])
+    assert result.exit_code == 0 and "(3 already spotted)" in result.output, result.output
+    other = tmp_path / "other"
+    SpotterModel({"micro": SoftNet(), "macro": SoftNet()}, model.params, model.scale, model.info).save(other)
+    result = runner.invoke(main, [*args, "--model", str(other)])
+    assert result.exit_code == 0 and "(0 already spotted)" in result.output, result.output
 
 
 def test_train_spot_refuses_what_it_cannot_use(tmp_path, maps_output):

@@ -73,6 +73,17 @@ class SpotterModel:
     scale: dict[str, float]
     info: dict = field(default_factory=dict)
 
+    def digest(self) -> str:
+        """What identifies this spotter's behaviour: a digest of its weights, scales and parameters."""
+        import hashlib  # noqa: PLC0415
+
+        h = hashlib.sha256(json.dumps({"params": self.params, "scale": self.scale}, sort_keys=True).encode())
+        for kind in sorted(self.nets):
+            for name, value in sorted(self.nets[kind].state_dict().items()):
+                h.update(f"{kind}.{name}".encode())
+                h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     def score(self, kind: str, maps: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(N,)`` that each map's first frame is in an expression of ``kind``."""
         net = self.nets[kind]
