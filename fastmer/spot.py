@@ -460,6 +460,9 @@ def spot_videos(videos: Sequence[LongVideo], out: str | os.PathLike[str], config
     for n, video in enumerate(videos, 1):
         path = part_path(out, video)
         fingerprint = video_fingerprint(video)
+        if save_maps:  # the maps file holds the coded intervals too: an edited coding redoes it
+            truth = json.dumps([[i.onset, i.apex, i.offset, i.kind] for i in video.intervals])
+            fingerprint = hashlib.sha256(f"{fingerprint}:{truth}".encode()).hexdigest()[:16]
         if resume and path.is_file():
             meta = read_part_meta(path)
             if meta and meta.get("settings") == settings and meta.get("fingerprint") == fingerprint \

@@ -210,3 +210,20 @@ def test_the_native_tvl1_flow_spots_the_micro_expressions_too(tmp_path):
     scores = spotting_scores({video.uid: (found, list(video.intervals))})
     assert scores["micro"].tp >= 2 and scores["overall"].fp <= 1, (found, scores["overall"])
     assert not any(66 <= i.apex <= 70 for i in found)  # the blink
+
+
+def test_saved_maps_follow_an_edited_coding(tmp_path, corpus):
+    from fastmer.datasets.long import Annotation
+    from fastmer.phases.intervals import Interval
+    from fastmer.train.spotting import load_maps
+
+    video = load_long("synth-long", corpus)[0]
+    out = tmp_path / "out"
+    spot_videos([video], out, SpotConfig(), HaarFaceDetector(), "haar", decoder="opencv", save_maps=True)
+    assert spot_videos([video], out, SpotConfig(), HaarFaceDetector(), "haar", decoder="opencv",
+                       save_maps=True).skipped == [video.uid]
+    edited = video.with_annotations((*video.annotations, Annotation(Interval(10, 14, "micro", apex=12))))
+    again = spot_videos([edited], out, SpotConfig(), HaarFaceDetector(), "haar", decoder="opencv", save_maps=True)
+    assert again.skipped == []
+    (maps,) = load_maps(out)
+    assert maps.truth == list(edited.intervals) and maps.truth[0] == Interval(10, 14, "micro", apex=12)
