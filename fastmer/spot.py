@@ -403,13 +403,15 @@ def read_part_meta(path: Path) -> dict | None:
 def open_output(out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """The output folder, created and marked (``spot.json``) if new; with ``overwrite`` an
     earlier spotting output there is emptied first. A non-empty folder that is not a spotting
-    output is refused (FileExistsError naming it)."""
+    output is refused (FileExistsError naming it). Overwriting removes the earlier intervals,
+    maps (what training would otherwise read) and scores."""
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not is_spot_output(out):
         raise FileExistsError(f"{out} is not empty and is not a 'fastmer spot' output; refusing to write there")
     (out / INTERVALS_DIR).mkdir(parents=True, exist_ok=True)
     if overwrite:
-        for path in [*(out / INTERVALS_DIR).glob("video-*.parquet"), out / "scores.json"]:
+        for path in [*(out / INTERVALS_DIR).glob("video-*.parquet"), *(out / MAPS_DIR).glob("video-*.safetensors"),
+                     out / "scores.json"]:
             path.unlink(missing_ok=True)
     if not is_spot_output(out):
         from fastmer import __version__  # noqa: PLC0415

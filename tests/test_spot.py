@@ -227,3 +227,24 @@ def test_saved_maps_follow_an_edited_coding(tmp_path, corpus):
     assert again.skipped == []
     (maps,) = load_maps(out)
     assert maps.truth == list(edited.intervals) and maps.truth[0] == Interval(10, 14, "micro", apex=12)
+
+
+def test_overwrite_empties_an_earlier_output_and_nothing_else(tmp_path):
+    from fastmer.spot import open_output
+
+    out = open_output(tmp_path / "o")
+    (out / "intervals" / "video-a.parquet").write_bytes(b"x")
+    (out / "maps").mkdir()
+    (out / "maps" / "video-a.safetensors").write_bytes(b"x")
+    (out / "scores.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    open_output(out)  # resuming keeps everything
+    assert (out / "maps" / "video-a.safetensors").is_file() and (out / "scores.json").is_file()
+    open_output(out, overwrite=True)
+    assert not any((out / "intervals").iterdir()) and not any((out / "maps").iterdir())
+    assert not (out / "scores.json").exists() and (out / "notes.txt").read_text() == "mine"
+    assert (out / "spot.json").is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("x")
+    with pytest.raises(FileExistsError, match="not a 'fastmer spot' output"):
+        open_output(tmp_path / "other", overwrite=True)
