@@ -64,3 +64,6 @@ ENCODERS = ("compact", "resnet18")
 # Spotting methods of long videos (fastmer.phases.flowspot), the default first; softnet is
 # learned (fastmer.models.softnet, trained by `fastmer train --task spot`).
 SPOT_METHODS = ("mdmd", "peak", "softnet")
+
+# Figure files (fastmer.figures): PNG for screens (150 dpi), PDF and SVG (vector) for papers.
+FIGURE_FORMATS = ("png", "pdf", "svg")

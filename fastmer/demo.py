@@ -19,7 +19,8 @@ from fastmer.datasets.synth import SynthConfig
 from fastmer.outputs import check_output_dir
 
 # Everything run_demo writes at the top of its folder (a folder of only these is a demo's).
-DEMO_ENTRIES = ("corpus", "store", "run", "model.onnx", "model.onnx.json", "predictions.parquet", "summary.json")
+DEMO_ENTRIES = ("corpus", "store", "run", "model.onnx", "model.onnx.json", "predictions.parquet", "report.html",
+                "summary.json")
 
 
 def _is_demo(path: Path) -> bool:
@@ -46,6 +47,7 @@ def run_demo(out: str | Path, synth_config: SynthConfig | None = None, *, overwr
     from fastmer.engine.onnx import OnnxEngine, export_onnx, load_run_model  # noqa: PLC0415
     from fastmer.engine.score import score_store  # noqa: PLC0415
     from fastmer.extract import extract  # noqa: PLC0415
+    from fastmer.report import load_run, write_html_report  # noqa: PLC0415
     from fastmer.store import open as open_store  # noqa: PLC0415
     from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
     from fastmer.train.run import train  # noqa: PLC0415
@@ -77,6 +79,8 @@ def run_demo(out: str | Path, synth_config: SynthConfig | None = None, *, overwr
     timings["train"] = time.perf_counter() - t
     pooled = report["metrics"]["pooled"]
     log(f"train: LOSO UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f} in {timings['train']:.1f} s")
+    paths["report"] = write_html_report([load_run(paths["run"])], out / "report.html")
+    log(f"report: {paths['report']} (open it in a browser)")
 
     t = time.perf_counter()
     export_onnx(paths["run"], paths["engine"])

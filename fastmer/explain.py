@@ -781,29 +781,49 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def write_explanation(explanation: Explanation, out_dir: str | Path, *, scale: int = 1) -> list[Path]:
+def write_explanation(explanation: Explanation, out_dir: str | Path, *, scale: int = 1,
+                      format: str = "png") -> list[Path]:  # noqa: A002 (the CLI option's name)
     """Draw an :class:`Explanation` into ``out_dir`` (created; files of the same names are replaced).
 
-    Files: ``crops.png`` (when the store has key-frame crops: onset, apex, offset, then the
-    apex crop under each map, resized bilinearly to the crop), ``gradcam.png`` (a row per map:
-    each of its channels min–max scaled, the same under the map, the map alone),
-    ``stream_weights.png`` (MicroAttNet), ``attention.png`` (DIANet: each stream's input under
-    the attention its tokens receive from the other stream) and ``explanation.json`` (the
-    numbers: scores, model choice, maps at the network input's resolution rounded to 6
-    decimals, stream weights, attention, and each file's panels).
+    Figures (:mod:`fastmer.figures`, as ``format``: png, pdf or svg): ``crops`` (when the
+    store has key-frame crops: onset, apex, offset, then the apex crop under each map, resized
+    bilinearly to the crop), ``gradcam`` (a row per map: each of its channels min–max scaled,
+    the same under the map, the map alone with a colour bar), ``stream_weights``
+    (MicroAttNet's fusion weights as bars), ``attention`` (DIANet: each stream's input under
+    the attention its tokens receive from the other stream, and that attention per token with
+    a colour bar of its values); and ``explanation.json`` (the numbers: scores, model choice,
+    maps at the network input's resolution rounded to 6 decimals, stream weights, attention,
+    and each figure's panels with their ``box`` in PNG pixels, as in ``fastmer viz``'s index).
+
+    An overlay (a map blended on a crop or channel) is an array (:func:`_overlay`) shown as
+    a panel, so the PNG holds its pixels exactly.
 
     Args:
         explanation: from :func:`explain_clip`.
         out_dir: the folder.
-        scale: enlarge the network-input panels by this integer factor (nearest neighbour).
+        scale: enlarge the image panels by this integer factor (nearest neighbour).
+        format: ``"png"``, ``"pdf"`` or ``"svg"``.
 
     Returns:
         The paths written, ``explanation.json`` last.
+
+    Example:
+        >>> write_explanation(explain_clip("runs/ststnet", "casme2/sub01/EP02_01"), "out", format="pdf")  # doctest: +SKIP
+        [PosixPath('out/crops.pdf'), PosixPath('out/gradcam.pdf'), PosixPath('out/explanation.json')]
     """
-    from fastmer.viz import Panel, compose, plot_bars, to_uint8, upscale, write_png  # noqa: PLC0415
+    from fastmer.figures import (  # noqa: PLC0415
+        Panel,
+        bars_figure,
+        check_format,
+        image_grid_figure,
+        panel_boxes,
+        save_figure,
+    )
+    from fastmer.viz import to_uint8  # noqa: PLC0415
 
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
+    fmt = check_format(format)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     e = explanation
@@ -813,65 +833,67 @@ def write_explanation(explanation: Explanation, out_dir: str | Path, *, scale: i
     written: list[Path] = []
     files: list[dict[str, Any]] = []
 
-    def emit(filename: str, kind: str, rows: Sequence[Sequence[Panel]], heading: str) -> None:
-        canvas, boxes = compose(rows, heading)
-        written.append(write_png(out / filename, canvas))
-        files.append({"file": filename, "kind": kind, "size": [canvas.shape[1], canvas.shape[0]], "panels": boxes})
+    def emit(name: str, kind: str, rows: Sequence[Sequence[Panel]], heading: str) -> None:
+        fig = image_grid_figure(rows, heading, scale=scale)
+        info = {p.name: p.info for row in rows for p in row}
+        boxes = [{**box, **info[box["name"]]} for box in panel_boxes(fig)]
+        written.append(save_figure(fig, out / f"{name}.{fmt}", fmt))
+        files.append({"file": written[-1].name, "kind": kind, "size": [int(v) for v in fig.bbox.size], "panels": boxes})
 
     def label(cam: CamMap) -> str:
         return cam.stream or "input"
 
     if e.keyframes:
-        crops = [Panel(name, image, (f"{name} {e.metadata[name]}" if name in e.metadata else name,),
+        crops = [Panel(name, image, (f"{name} {e.metadata[name]}" if e.metadata.get(name) is not None else name,),
                        {"source": "keyframes", "channel": name, "frame": e.metadata.get(name)})
                  for name, image in e.keyframes.items()]
         apex = e.keyframes.get("apex", next(iter(e.keyframes.values())))
         cam_panels = [Panel(f"apex/{label(c)}", _overlay(apex, _resize(c.map, apex.shape[:2])),
                             (f"apex + CAM {label(c)}", c.layer), {"stream": c.stream, "layer": c.layer})
                       for c in e.cams]
-        emit("crops.png", "crops", [crops, cam_panels], title)
+        emit("crops", "crops", [crops, cam_panels], title)
     index = {name: i for i, name in enumerate(e.channels)}
     rows = []
     for c in e.cams:
         row = []
         for name in c.channels:
-            channel = to_uint8(e.network_input[index[name]])
-            row.append(Panel(f"{label(c)}/{name}", upscale(channel, scale), (name,), {"channel": name}))
-            row.append(Panel(f"{label(c)}/{name}+cam", upscale(_overlay(channel, c.map), scale), (f"{name} + CAM",),
+            values = e.network_input[index[name]]
+            channel = to_uint8(values)
+            row.append(Panel(f"{label(c)}/{name}", channel, (name, f"{_fmt(float(values.min()))}..{_fmt(float(values.max()))}"),
+                             {"channel": name}))
+            row.append(Panel(f"{label(c)}/{name}+cam", _overlay(channel, c.map), (f"{name} + CAM",),
                              {"channel": name, "layer": c.layer}))
-        row.append(Panel(f"{label(c)}/cam", upscale(_overlay(np.zeros(c.map.shape, np.uint8), c.map, 1.0), scale),
-                         (f"CAM {label(c)}", c.layer), {"layer": c.layer, "stream": c.stream}))
+        row.append(Panel(f"{label(c)}/cam", c.map.astype(np.float64), (f"CAM {label(c)}", c.layer),
+                         {"layer": c.layer, "stream": c.stream}, cmap="jet", vmin=0.0, vmax=1.0, colorbar=True))
         rows.append(row)
-    emit("gradcam.png", "grad-cam", rows, title)
+    emit("gradcam", "grad-cam", rows, title)
     if e.stream_weights is not None:
-        image, boxes = plot_bars(list(e.stream_weights.values()), list(e.stream_weights), vmax=1.0)
-        emit("stream_weights.png", "stream-weights", [[Panel("stream_weights", image, ("fusion-attention weights",),
-                                                             {"bars": dict(zip(e.stream_weights, boxes, strict=True))})]],
-             f"{uid}  MicroAttNet stream weights")
+        fig = bars_figure(list(e.stream_weights), list(e.stream_weights.values()), ylabel="weight", ylim=(0.0, 1.0),
+                          title=f"{uid}  MicroAttNet fusion-attention weights")
+        written.append(save_figure(fig, out / f"stream_weights.{fmt}", fmt))
+        files.append({"file": written[-1].name, "kind": "stream-weights", "size": [int(v) for v in fig.bbox.size],
+                      "bars": dict(e.stream_weights)})
     if e.attention is not None:
         rows = []
         for direction in e.attention["directions"]:
             key_channels = [ch for ch in e.channels if ch in direction["keys"].split("+")]
             received = np.asarray(direction["received"], dtype=np.float64)
-            # Min-max per map: attention over few tokens is often near uniform; the caption gives the range.
+            # Min-max per map: attention over few tokens is often near uniform; the colour bar gives the values.
             shown = _minmax(torch.from_numpy(received)[None])[0].numpy()
             lo, hi, uniform = float(received.min()), float(received.max()), 1.0 / received.size
-            caption = f"{_fmt(lo)}..{_fmt(hi)} (uniform {_fmt(uniform)})"
             row = []
             for name in key_channels:
                 channel = to_uint8(e.network_input[index[name]])
-                tokens = np.repeat(np.repeat(shown, -(-channel.shape[0] // shown.shape[0]), axis=0),
-                                   -(-channel.shape[1] // shown.shape[1]), axis=1)[: channel.shape[0], : channel.shape[1]]
                 info = {"channel": name, "queries": direction["queries"], "received_range": [lo, hi]}
-                row.append(Panel(f"{direction['queries']}->{name}", upscale(_overlay(channel, _resize(shown, channel.shape)),
-                                                                              scale),
+                row.append(Panel(f"{direction['queries']}->{name}", _overlay(channel, _resize(shown, channel.shape)),
                                  (f"{name} + attention", f"from {direction['queries']} tokens"), info))
-                row.append(Panel(f"{direction['queries']}->{name}/tokens",
-                                 upscale(_overlay(np.zeros(channel.shape, np.uint8), tokens, 1.0), scale),
-                                 (f"received per token ({shown.shape[0]}x{shown.shape[1]})", caption), info))
+            row.append(Panel(f"{direction['queries']}->{direction['keys']}/tokens", received,
+                             (f"received per token ({received.shape[0]}x{received.shape[1]})", f"uniform {_fmt(uniform)}"),
+                             {"queries": direction["queries"], "keys": direction["keys"], "received_range": [lo, hi]},
+                             cmap="jet", vmin=lo, vmax=hi if hi > lo else None, colorbar=True))
             rows.append(row)
-        emit("attention.png", "attention", rows, f"{uid}  DIANet cross-attention each stream's tokens receive "
-                                                 "(mean over heads and queries, min-max scaled)")
+        emit("attention", "attention", rows, f"{uid}  DIANet cross-attention each stream's tokens receive "
+                                             "(mean over heads and queries)")
     data = {
         "sample": e.sample, "rows": e.rows, "clip": _jsonable(e.metadata), "model": e.model, "classes": e.classes,
         "logits": e.logits.tolist(), "scores": e.scores.tolist(), "score_kind": e.score_kind,

@@ -18,6 +18,9 @@ def test_small_demo_summary(tmp_path):
     assert summary["max_abs_engine_minus_torch"] < 1e-4
     assert summary["extract_clips_per_s"] > 0 and summary["infer_clips_per_s"] > 0
     assert 0 <= summary["loso"]["uf1"] <= 1 and summary["loso"]["folds"] == 3
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert summary["paths"]["report"] == str(tmp_path / "demo" / "report.html")
+    assert f"{summary['loso']['uf1']:.4f}" in page and page.count("data:image/png;base64,") >= 2
 
 
 @pytest.mark.slow

@@ -23,12 +23,13 @@ COMMANDS = {
     "spot": ("fastmer.cli.spot", "Spot micro- and macro-expression intervals in long videos (MEGC scoring)."),
     "flow": ("fastmer.cli.flow", "Optical flow between two images (.flo, optional colour coding)."),
     "train": ("fastmer.cli.train", "Train and evaluate a model on a feature store (leave-one-subject-out)."),
-    "report": ("fastmer.cli.report", "Compare training runs in one table (pooled MEGC UF1/UAR; --markdown)."),
+    "report": ("fastmer.cli.report", "Compare training runs in one table (pooled MEGC UF1/UAR; --markdown), or as one "
+                                   "HTML page (--html)."),
     "export": ("fastmer.cli.export", "Export a trained run's model to ONNX."),
     "engine": ("fastmer.cli.engine", "Build a TensorRT engine from an exported ONNX model."),
     "infer": ("fastmer.cli.infer", "Score a feature store, a corpus or videos with an engine or a run."),
-    "viz": ("fastmer.cli.viz", "PNGs of one clip of a feature store (crops, flows, dynamic images, motion curve), or "
-                               "Grad-CAM explanations of a training run's model."),
+    "viz": ("fastmer.cli.viz", "Figures (PNG, PDF or SVG) of one clip of a feature store (crops, flows, dynamic images, "
+                               "motion curve), or Grad-CAM explanations of a training run's model."),
     "demo": ("fastmer.cli.demo", "Run synth -> extract -> train -> export -> infer on a small corpus."),
     "models": ("fastmer.cli.models", "List and download (checksummed) the model files fastmer uses."),
     "info": ("fastmer.cli.info", "Versions, native op backends and optional components."),

@@ -2,66 +2,68 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from fastmer.choices import FIGURE_FORMATS
 from fastmer.cli import CONTEXT
-
-COLUMNS = ("run", "model", "protocol", "labels", "clips", "folds", "UF1", "UAR", "acc", "UF1 fold-avg", "selection")
-
-
-def _row(path: Path, report: dict) -> list[str]:
-    metrics = report["metrics"]
-    averaged = metrics.get("fold_averaged", {}).get("uf1_fold_mean")
-    seeds = report.get("seeds")
-
-    def score(name: str) -> str:
-        if "across_seeds" in metrics:  # a `--seeds` run: mean ± std over the seeds
-            spread = metrics["across_seeds"][name]
-            return f"{spread['mean']:.4f} ± {spread['std']:.4f}"
-        return f"{metrics['pooled'][name]:.4f}"
-
-    selection = "early stop (inner split)" if report.get("model_selection", "").startswith("early") else "fixed epochs"
-    return [str(path), report["model"], report["protocol"] + (f" ×{len(seeds)} seeds" if seeds else ""),
-            report["labels"], str(report["n_clips"]), str(report["n_folds"]), score("uf1"), score("uar"),
-            score("accuracy"), "—" if averaged is None else f"{averaged:.4f}", selection]
-
-
-def _table(rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(x)) for x in column) for column in zip(COLUMNS, *rows, strict=True)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(fmt.format(*row) for row in [list(COLUMNS), ["-" * w for w in widths], *rows])
 
 
 @click.command("report", context_settings=CONTEXT)
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--markdown", is_flag=True, help="A Markdown table (for a README or a paper's notes).")
 @click.option("--per-dataset", is_flag=True, help="Also one row per dataset of composite runs (pooled UF1/UAR).")
-def command(runs, markdown, per_dataset):
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write one self-contained HTML page (figures embedded, no scripts) with each run's recipe, "
+                   "protocol, scores, per-dataset and per-class tables, confusion matrix, curves, folds, versions "
+                   "and hashes.")
+@click.option("--title", default=None, help="The HTML page's title (default: names the run(s)).")
+@click.option("--figures", "figures_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write each run's figures (confusion matrix, curves, per-dataset scores) from its report.json "
+                   "into this folder, one subfolder per run (e.g. as PDF for a paper).")
+@click.option("--format", "figure_format", type=click.Choice(FIGURE_FORMATS), default="png",
+              help="File format of --figures.")
+def command(runs, markdown, per_dataset, html_out, title, figures_dir, figure_format):
     """Compare training runs (directories written by `fastmer train`) in one table.
 
     UF1 and UAR are MEGC's (pooled over folds); the fold-averaged UF1 is shown apart,
-    labelled as such; runs over several seeds show mean ± std.
+    labelled as such; runs over several seeds show mean ± std. With --html, the same
+    runs as one page a colleague can open in a browser.
     """
-    rows = []
+    from fastmer.report import load_run, summary_row, text_table, write_figures, write_html_report  # noqa: PLC0415
+
+    loaded, rows = [], []
     for run in runs:
-        path = Path(run)
-        report_file = path / "report.json"
         try:
-            report = json.loads(report_file.read_text())
-            rows.append(_row(path, report))
+            loaded.append(load_run(run))
         except FileNotFoundError as exc:
-            raise click.BadParameter(f"{run} has no report.json (not a `fastmer train` run?)", param_hint="RUNS") from exc
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise click.ClickException(f"{report_file} is not a fastmer training report ({exc})") from exc
+            raise click.BadParameter(str(exc), param_hint="RUNS") from exc
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        report = loaded[-1].report
+        try:
+            rows.append(summary_row(run, report))
+        except (KeyError, TypeError) as exc:
+            raise click.ClickException(f"{run}/report.json is not a fastmer training report (no {exc})") from exc
         if per_dataset:
             for dataset, scores in report["metrics"].get("per_dataset", {}).items():
                 rows.append([f"  {dataset}", "", "", "", str(scores["n"]), "", f"{scores['uf1']:.4f}",
                              f"{scores['uar']:.4f}", f"{scores['accuracy']:.4f}", "", ""])
-    click.echo(_table(rows, markdown))
+    click.echo(text_table(rows, markdown))
+    if html_out is not None:
+        try:
+            path = write_html_report(loaded, html_out, title=title)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {html_out}: {exc}") from exc
+        click.echo(f"wrote {path}", err=True)
+    if figures_dir is not None:
+        names = [Path(run).resolve().name or "run" for run in runs]
+        # one subfolder per run, by its folder name (numbered where two runs share a name)
+        folders = [name if names.count(name) == 1 else f"{i + 1}-{name}" for i, name in enumerate(names)]
+        try:
+            written = [p for run, folder in zip(loaded, folders, strict=True)
+                       for p in write_figures(run, Path(figures_dir) / folder, figure_format)]
+        except OSError as exc:
+            raise click.ClickException(f"cannot write to {figures_dir}: {exc}") from exc
+        click.echo(f"wrote {len(written)} figures to {figures_dir}", err=True)

@@ -81,7 +81,7 @@ def _parse_options(values: tuple[str, ...]) -> dict:
                    "±5%, flow turned with the image), dual-phase-di (phase dynamic images as extra clips; models "
                    "reading dynamic_image). Test clips are never augmented.")
 @click.option("--svm-c", type=click.FloatRange(0, min_open=True), default=None,
-              help="C of the linear SVM (lbptop-svm) [1].")
+              help="C of the SVM of lbptop-svm [1] (-O kernel=chi2|rbf for a kernel SVM).")
 @click.option("--backbone", "--encoder", "encoder", default=None, metavar="NAME",
               help="CNN of fmanet, mmcof, cof, dianet and afn: compact (3 blocks), resnet18 (torchvision's "
                    "architecture, from scratch), or any timm model (resnet50, vgg19_bn, efficientnet_b0, "
@@ -144,7 +144,7 @@ def command(ctx, store, model, protocol, train_datasets, test_datasets, task, la
     sigmoid output per class with per-class thresholds tuned on an inner split of each
     fold's training subjects, and reports macro-UF1; --task au does the same for the
     action units annotated on the clips (--aus, or those with --min-au-clips positive
-    clips), reporting per-AU F1 and macro-F1. lbptop-svm (LBP-TOP + linear SVM)
+    clips), reporting per-AU F1 and macro-F1. lbptop-svm (LBP-TOP + scikit-learn SVM)
     is solved exactly per fold and takes no recipe. On a CPU the folds run in parallel
     processes (--jobs); on a GPU the inputs are loaded on it once. Writes report.json,
     folds.json (the clip ids of every fold), predictions.parquet, per-fold weights and

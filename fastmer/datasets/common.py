@@ -20,6 +20,7 @@ from fastmer.datasets.clip import IMAGE_EXTENSIONS, Clip
 from fastmer.datasets.report import ClipList, Defect, LoadReport
 
 _TRAILING_NUMBER = re.compile(r"(\d+)(?=\.[A-Za-z0-9]+$)")
+_DIGITS = re.compile(r"(\d+)")
 
 
 class SheetRow(dict):
@@ -186,6 +187,14 @@ def list_frames(folder: Path, pattern: re.Pattern[str] | None = None) -> tuple[t
             frames.append((int(match.group(1)), str(path)))
     frames.sort()
     return tuple(n for n, _ in frames), tuple(p for _, p in frames)
+
+
+def natural_key(name: str, *, case_sensitive: bool = False) -> tuple[tuple[int, int | str], ...]:
+    """Sort key reading digit runs as numbers: ``spNO.2`` before ``spNO.10``, ``img9.jpg``
+    before ``img10.jpg``; the text between them compared case-insensitively unless
+    ``case_sensitive`` (then ``"B" < "a"``, as ``sorted`` has it)."""
+    parts = _DIGITS.split(name if case_sensitive else name.lower())  # odd indices: the digit runs
+    return tuple((0, int(part)) if i % 2 else (1, part) for i, part in enumerate(parts) if part)
 
 
 def note_defects(clip: Clip, report: LoadReport) -> Clip:

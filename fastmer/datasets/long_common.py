@@ -43,6 +43,7 @@ from fastmer.datasets.common import (
     SheetRow,
     cell_text,
     is_blank_row,
+    natural_key,
     row_number,
     sheet_values,
     shown_value,
@@ -72,11 +73,6 @@ def kind_problem(value: object) -> str:
     return f"{text!r} is neither a micro- nor a macro-expression" if text else "blank, not an expression type"
 
 
-def natural_key(name: str) -> tuple[object, ...]:
-    """Sort key reading digit runs as numbers (``spNO.2`` before ``spNO.10``)."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", name) if part)
-
-
 def subfolders(folder: Path) -> list[Path]:
     """The folders in ``folder`` in natural order (none when it is not a folder)."""
     if not folder.is_dir():
@@ -86,12 +82,9 @@ def subfolders(folder: Path) -> list[Path]:
 
 def column_letter(index: int) -> str:
     """Spreadsheet letter of the 0-based column ``index`` (0 -> ``A``, 26 -> ``AA``)."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
+    from openpyxl.utils import get_column_letter  # noqa: PLC0415  (openpyxl: only with a sheet to read)
+
+    return get_column_letter(index + 1)
 
 
 def read_rows(path: Path, sheet: str | None = None, names: Sequence[str] = ()) -> list[SheetRow]:

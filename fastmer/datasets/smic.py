@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 from fastmer.datasets.clip import Clip
-from fastmer.datasets.common import find_child, list_frames, note_defects, require_root
+from fastmer.datasets.common import find_child, list_frames, natural_key, note_defects, require_root
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.report import ClipList, LoadReport
 
@@ -45,9 +45,10 @@ def _subjects(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _natural(path: Path) -> list[object]:
-    """Sort key: 's1_ne_2' before 's1_ne_10'."""
-    return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", path.name)]
+def _by_name(path: Path) -> tuple[tuple[int, int | str], ...]:
+    """Natural order of folder names, 's1_ne_2' before 's1_ne_10'; case-sensitive (an 'S_x'
+    folder before 'a_x'), as this loader has always listed the clips."""
+    return natural_key(path.name, case_sensitive=True)
 
 
 def find_corpus_root(root: Path) -> Path:
@@ -79,8 +80,8 @@ def load(root: str | Path) -> ClipList:
     for number, subject_dir in _subjects(corpus):
         subject = f"s{number}"
         micro = find_child(subject_dir, "micro")
-        for emotion_dir in sorted((p for p in micro.iterdir() if p.is_dir()), key=_natural):
-            for clip_dir in sorted((p for p in emotion_dir.iterdir() if p.is_dir()), key=_natural):
+        for emotion_dir in sorted((p for p in micro.iterdir() if p.is_dir()), key=_by_name):
+            for clip_dir in sorted((p for p in emotion_dir.iterdir() if p.is_dir()), key=_by_name):
                 report.rows += 1
                 numbers, paths = list_frames(clip_dir)
                 clip = Clip(

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastmer.choices import DECODERS as ENGINE_OPTIONS
+from fastmer.datasets.common import natural_key
 from fastmer.decode import dali as _dali
 from fastmer.decode import pyav as _pyav
 from fastmer.decode.opencv import OpenCVImages, OpenCVVideo
@@ -273,10 +274,6 @@ def _is_video(source: str, frame_paths: Sequence[str] | None) -> bool:
     raise ClipError("decode", f"clip source not found: {source}")
 
 
-def _natural_key(path: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", os.path.basename(path).lower())]
-
-
 def _image_frames(source: str, frame_paths: Sequence[str] | None,
                   frame_numbers: Sequence[int] | None) -> tuple[list[str], list[int]]:
     """The frame files and their numbers (see :func:`open_frames`)."""
@@ -284,7 +281,8 @@ def _image_frames(source: str, frame_paths: Sequence[str] | None,
         if not os.path.isdir(source):
             raise ClipError("decode", f"frame folder not found: {source}")
         paths = sorted((os.path.join(source, name) for name in os.listdir(source)
-                        if Path(name).suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+                        if Path(name).suffix.lower() in IMAGE_EXTENSIONS),
+                       key=lambda path: natural_key(os.path.basename(path)))
     else:
         paths = [os.fspath(path) for path in frame_paths]
     if not paths:

@@ -81,10 +81,11 @@ def open_engine(path: str | Path, *, device: str = "auto", compile: bool = False
 
 
 def _probabilities(logits: np.ndarray, multilabel: bool) -> np.ndarray:
-    if multilabel:
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    """Sigmoid (multi-label) or softmax over classes of ``(N, C)`` logits, in their dtype
+    (float32 from the engines), without overflow for logits far from 0."""
+    from scipy.special import expit, softmax  # noqa: PLC0415  (scipy: only when scoring)
+
+    return expit(logits) if multilabel else softmax(logits, axis=1)
 
 
 def _unit_row(rows: list[int], names: list[str], uid: str, columns: dict[str, list[Any]]) -> dict[str, Any]:

@@ -91,7 +91,7 @@ class SpotterModel:
             return torch.sigmoid(net(maps.float() / self.scale[kind]))
 
     def save(self, folder: str | Path) -> None:
-        from safetensors.torch import save_file  # noqa: PLC0415
+        from safetensors.torch import save as tensor_bytes  # noqa: PLC0415
 
         from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
@@ -99,9 +99,7 @@ class SpotterModel:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"{kind}.{name}": value.detach().cpu().contiguous()
                    for kind, net in self.nets.items() for name, value in net.state_dict().items()}
-        tmp = folder / f".{WEIGHTS_FILE}.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(folder / WEIGHTS_FILE)
+        atomic_write_bytes(folder / WEIGHTS_FILE, tensor_bytes(tensors))
         meta = {"format": FORMAT, "version": 1, "params": self.params, "scale": self.scale, "info": self.info,
                 "map_size": next(iter(self.nets.values())).size}
         atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=1).encode())

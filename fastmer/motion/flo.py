@@ -19,12 +19,12 @@ truth; they are returned unchanged (see :data:`UNKNOWN_FLOW_THRESH`).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from fastmer.atomic import atomic_write
 
 __all__ = ["FLO_MAGIC", "MAX_FLO_SIDE", "UNKNOWN_FLOW_THRESH", "read_flo", "write_flo"]
 
@@ -39,13 +39,6 @@ MAX_FLO_SIDE = 99_999
 
 _HEADER = np.dtype([("magic", "<f4"), ("width", "<i4"), ("height", "<i4")])
 _MAGIC_BYTES = np.array(FLO_MAGIC, dtype="<f4").tobytes()
-
-
-def _file_mode() -> int:
-    # mkstemp creates 0600 files; give the result the mode an ordinary open() would.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def read_flo(path: str | os.PathLike[str]) -> np.ndarray:
@@ -128,14 +121,4 @@ def write_flo(path: str | os.PathLike[str], flow: np.ndarray) -> None:
     header = np.array([(FLO_MAGIC, width, height)], dtype=_HEADER).tobytes()
     body = np.ascontiguousarray(arr, dtype="<f4").tobytes()
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header)
-            fh.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: (handle.write(header), handle.write(body)))

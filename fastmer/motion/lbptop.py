@@ -3,7 +3,8 @@
 Zhao & Pietikäinen, "Dynamic Texture Recognition Using Local Binary Patterns with an Application to
 Facial Expressions", IEEE TPAMI 29(6):915–928, 2007. The CASME II / SMIC baselines use
 LBP-TOP_{4,4,4,1,1,4} (``P = 4`` neighbours on every plane, radii ``R_X = R_Y = 1``, ``R_T = 4``)
-on a 5×5 grid of spatial blocks, then a linear SVM (:class:`fastmer.models.svm.LinearSVM`).
+on a 5×5 grid of spatial blocks, then an SVM, linear or with a χ² kernel (:class:`fastmer.models.svm.LinearSVM`,
+:class:`fastmer.models.svm.KernelSVM`; the ``lbptop-svm`` model).
 
 **Definition implemented** (exactly the same in the numba kernel :func:`lbp_top` and the NumPy
 reference :func:`lbp_top_reference`). The volume is ``V[t, y, x]`` of shape ``(T, H, W)``; ``y``

@@ -32,7 +32,6 @@ does.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import re
 import time
@@ -47,6 +46,7 @@ from fastmer.datasets.common import AnnotationTable, SheetRow, cell_text, match_
 from fastmer.datasets.labels import split_labels
 from fastmer.datasets.manifest import read_table
 from fastmer.datasets.report import ClipList, Defect, LoadReport
+from fastmer.hub import sha256_of
 
 __all__ = ["IMAGE_SUFFIXES", "IMPORT_DTYPES", "ImportSummary", "import_features", "load_import_manifest",
            "models_reading", "read_source"]
@@ -354,14 +354,6 @@ def _parse_channels(channels: str | tuple[str, ...] | list[str] | None) -> tuple
     return names
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- the import ---------------------------------------------------------------------------
 def import_features(
     manifest: str | Path,
@@ -485,7 +477,7 @@ def import_features(
     stored_shape = (n_channels, size, size) if size is not None else tuple(common)
     params = {
         "source": "import",
-        "manifest_sha256": _sha256(manifest),
+        "manifest_sha256": sha256_of(manifest),
         "dataset": dataset,
         "representation": name,
         "channels": list(names),

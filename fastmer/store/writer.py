@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fastmer import __version__
+from fastmer.atomic import atomic_write, fsync_dir
 from fastmer.outputs import OutputRefused, is_store
 from fastmer.store import schema
 
@@ -53,46 +52,12 @@ class StoredClip:
     failed: bool
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Temporary files are created 0600; finished files get the usual permissions.
-_FILE_MODE = 0o666 & ~_umask()
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` via a temporary file in the same folder, fsync, rename, fsync the folder.
-
-    A reader (or a crash) sees the old file or the complete new one, never a partial one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+# Through this module's name, so tests can replace it to count the store's file operations.
+_atomic_write = atomic_write
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+    """Write ``data`` to ``path`` atomically (the store's files; others use :mod:`fastmer.atomic`)."""
     _atomic_write(path, lambda handle: handle.write(data))
 
 
@@ -419,7 +384,7 @@ class StoreWriter:
             else:
                 self.n_clips -= dropped
         for folder in sorted({shard.parent for shard in shards}):
-            _fsync_dir(folder)  # the deletions
+            fsync_dir(folder)  # the deletions
         self._stale.clear()
 
     @staticmethod

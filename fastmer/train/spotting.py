@@ -52,7 +52,9 @@ def save_maps(path: Path, *, uid: str, dataset: str, subject: str, fps: float, n
               scales: dict[str, tuple[int, int]], maps: dict[str, np.ndarray], near: dict[str, np.ndarray],
               truth: Sequence[Interval], numbers: Sequence[int]) -> None:
     """Write one video's maps (safetensors, atomically; the metadata as JSON text)."""
-    from safetensors.numpy import save_file  # noqa: PLC0415
+    from safetensors.numpy import save as tensor_bytes  # noqa: PLC0415
+
+    from fastmer.store.writer import atomic_write_bytes  # noqa: PLC0415
 
     tensors = {}
     for kind in maps:
@@ -61,12 +63,7 @@ def save_maps(path: Path, *, uid: str, dataset: str, subject: str, fps: float, n
     meta = {"uid": uid, "dataset": dataset, "subject": subject, "fps": fps, "n_frames": n_frames,
             "scales": {kind: list(value) for kind, value in scales.items()},
             "truth": [[i.onset, i.apex, i.offset, i.kind] for i in truth], "numbers": list(numbers)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"fastmer": json.dumps(meta)})
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates it private
-    os.replace(tmp, path)
+    atomic_write_bytes(path, tensor_bytes(tensors, metadata={"fastmer": json.dumps(meta)}))
 
 
 def load_maps(folder: str | os.PathLike[str]) -> list[VideoMaps]:

@@ -1,5 +1,5 @@
 """fastmer viz RUN --clip UID: explanations come from the fold model that never trained on the clip,
-the numbers in explanation.json are those of that model, the PNGs show them, errors are clear."""
+the numbers in explanation.json are those of that model, the figures show them, errors are clear."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -64,10 +65,14 @@ def _network_input(model: MERModel, store: Path, uid: str) -> torch.Tensor:
 
 
 def _panel(image: np.ndarray, files: list[dict], filename: str, name: str) -> np.ndarray:
+    """The panel's pixels at the array's resolution (each array pixel is a zoom x zoom square in the PNG)."""
     (entry,) = [f for f in files if f["file"] == filename]
-    (box,) = [p["box"] for p in entry["panels"] if p["name"] == name]
-    x, y, w, h = box
-    return image[y : y + h, x : x + w]
+    (panel,) = [p for p in entry["panels"] if p["name"] == name]
+    x, y, w, h = panel["box"]
+    shown, zoom = image[y : y + h, x : x + w], panel["zoom"]
+    small = shown[::zoom, ::zoom]
+    np.testing.assert_array_equal(np.repeat(np.repeat(small, zoom, 0), zoom, 1), shown)
+    return small
 
 
 def test_microattnet_explanation_is_the_fold_model(runs, tmp_path):
@@ -105,8 +110,14 @@ def test_microattnet_explanation_is_the_fold_model(runs, tmp_path):
     channel = to_uint8(x[0, 0].numpy())
     np.testing.assert_array_equal(_panel(image, data["files"], "gradcam.png", "horizontal/u_oa")[..., 0], channel)
     assert _panel(image, data["files"], "gradcam.png", "horizontal/u_oa+cam").std(axis=2).max() > 0  # coloured
+    # the map alone: jet from 0 to 1, at the network input's resolution
+    cam = np.asarray(data["grad_cam"][0]["map"])
+    jet = matplotlib.colormaps["jet"](cam, bytes=True)[..., :3].astype(int)
+    np.testing.assert_allclose(_panel(image, data["files"], "gradcam.png", "horizontal/cam").astype(int), jet, atol=1)
     bars = cv2.imread(str(out / "stream_weights.png"))
     assert bars is not None and bars.shape[0] > 100
+    (entry,) = [f for f in data["files"] if f["file"] == "stream_weights.png"]
+    assert entry["bars"] == data["stream_weights"]
 
     # --target: another class, its own maps
     other = next(c for c in model.classes if c != data["predicted"])
@@ -166,6 +177,24 @@ def test_real_store_draws_crops(tiny_run, tmp_path):
     apex = s.table.slice(0, 1).column("keyframes").chunks[0].to_numpy_ndarray()[0][1]
     shown = _panel(image, data["files"], "crops.png", "apex")
     np.testing.assert_array_equal(shown if apex.ndim == 3 else shown[..., 0], apex if apex.ndim == 2 else np.moveaxis(apex, 0, -1))
+
+
+def test_format_pdf(runs, tmp_path):
+    result = viz(runs["dianet"], "--clip", "d/s1/c2", "-o", tmp_path, "--format", "pdf")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "explanation.json").read_text())
+    names = [f["file"] for f in data["files"]]
+    assert names == ["gradcam.pdf", "attention.pdf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "explanation.json"])
+    for name in names:
+        assert (tmp_path / name).read_bytes().startswith(b"%PDF")
+    # the attention each token receives is shown with its own values (a colour bar), not rescaled
+    (entry,) = [f for f in data["files"] if f["file"] == "attention.pdf"]
+    tokens = [p for p in entry["panels"] if p["name"].endswith("/tokens")]
+    assert [p["name"] for p in tokens] == [f"{d['queries']}->{d['keys']}/tokens" for d in data["attention"]["directions"]]
+    for panel, direction in zip(tokens, data["attention"]["directions"], strict=True):
+        received = np.asarray(direction["received"])
+        assert panel["received_range"] == pytest.approx([received.min(), received.max()], abs=1e-6)  # JSON: 6 decimals
 
 
 def test_errors(runs, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastmer.phases.intervals import Interval
-from fastmer.phases.peaks import adaptive_threshold, contrast, spot_peaks
+from fastmer.phases.peaks import adaptive_threshold, contrast, spot_peaks, spot_peaks_reference
 
 
 def test_contrast_against_its_definition():
@@ -61,3 +61,49 @@ def test_bad_arguments_are_refused():
         spot_peaks(np.zeros(5), p=0.1, half_width=-1)
     with pytest.raises(ValueError, match="min_distance"):
         spot_peaks(np.zeros(5), p=0.1, half_width=1, min_distance=0)
+
+
+def _random_curve(rng: np.random.Generator) -> np.ndarray:
+    n = int(rng.choice([0, 1, 2, 3, 5, int(rng.integers(4, 60)), int(rng.integers(60, 400))]))
+    shape = rng.integers(6)
+    if shape == 0:  # quantised: ties and plateaus everywhere
+        return rng.integers(0, int(rng.integers(1, 5)), n).astype(np.float64)
+    if shape == 1:  # constant
+        return np.full(n, float(rng.normal()))
+    if shape == 2:  # runs of repeated values (wide plateaus), negative values too
+        return np.repeat(rng.normal(size=n), rng.integers(1, 6, n))[:n]
+    if shape == 3:  # the highest values at the ends (edge peaks)
+        curve = rng.random(n)
+        if n:
+            curve[0], curve[-1] = 2.0, 2.0 if rng.random() < 0.5 else 3.0
+        return curve
+    if shape == 4:  # a contrast curve of a quantised difference curve: zeros and equal bumps
+        return contrast(np.round(rng.random(n) * 4) / 4, int(rng.integers(1, 3)))
+    return rng.random(n)
+
+
+def test_find_peaks_gives_what_the_frame_loop_gave():
+    """spot_peaks (find_peaks, then close peaks dropped through a sorted list) returns exactly
+    the intervals of the frame-by-frame loop it replaced, on random curves: quantised
+    (ties, plateaus), constant, 0-3 frames long, peaks at the ends, contrast curves."""
+    rng = np.random.default_rng(0)
+    for trial in range(4000):
+        curve = _random_curve(rng)
+        p = float(rng.choice([0.0, 1.0, rng.random()]))
+        half_width = int(rng.integers(0, 8))
+        min_distance = None if rng.random() < 0.5 else int(rng.integers(1, 20))
+        first_frame = int(rng.integers(0, 1000))
+        kind = "micro" if trial % 2 else "macro"
+        args = dict(p=p, half_width=half_width, kind=kind, min_distance=min_distance, first_frame=first_frame)
+        got, expected = spot_peaks(curve, **args), spot_peaks_reference(curve, **args)
+        assert got == expected, (trial, curve.tolist(), args)
+        assert all(type(i.apex) is int and type(i.onset) is int and type(i.offset) is int for i in got)
+
+
+def test_edge_frames_and_short_curves():
+    assert [i.apex for i in spot_peaks(np.array([1.0, 0.0, 0.0, 1.0]), p=0.0, half_width=0)] == [0, 3]
+    assert [i.apex for i in spot_peaks(np.array([1.0, 1.0, 0.0, 0.0]), p=0.0, half_width=0)] == [0]  # flat top at an end
+    assert spot_peaks(np.array([1.0]), p=0.0, half_width=0) == []  # its own mean
+    assert [i.apex for i in spot_peaks(np.array([0.0, 1.0]), p=1.0, half_width=2)] == [1]
+    # equal peaks too close: the earlier stays
+    assert [i.apex for i in spot_peaks(np.array([0.0, 1.0, 0.0, 1.0, 0.0]), p=0.0, half_width=1)] == [1]

@@ -66,10 +66,37 @@ def test_lbptop_svm_baseline(synthetic_store, tmp_path):
         model = MERModel.load(weights, weights.with_suffix(".json"))
         with torch.no_grad():
             np.testing.assert_allclose(model(s.tensor("lbptop")[fold.test]).numpy(), got, rtol=1e-5, atol=1e-5)
+    assert json.loads((tmp_path / "svm" / "model.json").read_text())["options"]["kernel"] == "linear"
     with pytest.raises(ValueError, match="fitted by a solver"):
         train(synthetic_store, tmp_path / "bad", model="lbptop-svm", recipe=QUICK)
     with pytest.raises(ValueError, match="augmentation does not apply"):
         train(synthetic_store, tmp_path / "bad2", model="lbptop-svm", augment=["flip"])
+
+
+def test_lbptop_chi2_svm_baseline(synthetic_store, tmp_path):
+    """-O kernel=chi2: each fold's decision values are those of KernelSVM (sklearn's SVC on the
+    chi-squared kernel) fitted on the fold's training histograms; the saved fold models (support
+    vectors sized by the file) reproduce them."""
+    from fastmer.models.svm import KernelSVM
+
+    options = {"C": 2.0, "kernel": "chi2", "preprocess": "none"}
+    report = train(synthetic_store, tmp_path / "chi2", model="lbptop-svm", model_options=options, jobs=1)
+    assert report["fitter"] == "solver" and report["model_options"]["kernel"] == "chi2"
+    s = fstore.open(synthetic_store)
+    features = s.numpy("lbptop").reshape(24, -1).astype(np.float64)
+    classes = {"disgust": 0, "happiness": 1, "surprise": 2}
+    labels = np.array([classes[w[0]] for w in s.column("labels")])
+    preds = {p["uid"]: p for p in pq.read_table(tmp_path / "chi2" / "predictions.parquet").to_pylist()}
+    uids = s.column("uid")
+    for fold, row in zip(loso(s.column("subject")), report["folds"], strict=True):
+        reference = KernelSVM(2.0, kernel="chi2").fit(features[fold.train], labels[fold.train], "balanced")
+        got = np.array([preds[uids[j]]["decision_values"] for j in fold.test])
+        np.testing.assert_allclose(got, reference.decision_function(features[fold.test]), rtol=1e-4, atol=1e-4)
+        weights = tmp_path / "chi2" / row["weights"]
+        model = MERModel.load(weights, weights.with_suffix(".json"))
+        assert model.net.support.shape == (len(reference.support_), 1200)
+        with torch.no_grad():
+            np.testing.assert_allclose(model(s.tensor("lbptop")[fold.test]).numpy(), got, rtol=1e-5, atol=1e-5)
 
 
 def test_multilabel_thresholds_come_from_training_subjects(synthetic_multilabel_store, tmp_path):

@@ -134,8 +134,6 @@ def test_fold_weights_and_figures(tiny_run):
     clips as predictions.parquet says; the figures are written."""
     import cv2
 
-    from fastmer.train.plots import confusion_image
-
     report = json.loads((tiny_run / "report.json").read_text())
     store = fstore.open(report["store"])
     preds = {p["uid"]: p for p in pq.read_table(tiny_run / "predictions.parquet").to_pylist()}
@@ -149,10 +147,11 @@ def test_fold_weights_and_figures(tiny_run):
             probs = torch.softmax(model(store.tensor("flow_onset_apex")[test]), dim=1)
         expected = torch.tensor([preds[uids[i]]["probabilities"] for i in test])
         torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-4)
-    confusion = cv2.imread(str(tiny_run / "confusion.png"))
-    assert confusion is not None and cv2.imread(str(tiny_run / "curves.png")) is not None
-    cm = report["metrics"]["pooled"]["confusion_matrix"]
-    assert confusion.shape[:2] == confusion_image(cm, report["classes"]).shape[:2]
+    # matplotlib figures at 150 dpi (their content: tests/test_figures.py)
+    for name in ("confusion.png", "curves.png"):
+        assert (tiny_run / name).read_bytes().startswith(b"\x89PNG")
+        image = cv2.imread(str(tiny_run / name))
+        assert image is not None and min(image.shape[:2]) >= 300
 
 
 def test_loading_refuses_mismatched_weights(tiny_run, tmp_path):
