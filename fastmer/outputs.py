@@ -112,8 +112,9 @@ def is_store(path: str | Path) -> bool:
     return meta is not None and meta.get("format") == STORE_FORMAT
 
 
-# What `fastmer train` writes at the top of a run directory (run.py), any one of which marks a run.
-RUN_MARKERS = ("model.json", "report.json", "folds.json")
+# What `fastmer train` writes at the top of a run directory (run.py), any one of which marks a run
+# (run.json first of all: an interrupted run is one, for --resume and --overwrite).
+RUN_MARKERS = ("run.json", "model.json", "report.json", "folds.json")
 
 
 def is_run(path: str | Path) -> bool:

@@ -2,7 +2,8 @@
 run, and none imports torch at import time: ``fastmer --help`` is instant.
 
 Exit status: 0 success; 1 error; 2 usage error; 3 the run finished but some clips failed
-(they are listed in the store's errors table).
+(they are listed in the store's errors table); 130 interrupted by Ctrl-C (SIGINT), 143 by
+SIGTERM (:mod:`fastmer.interrupt`: workers stopped, one line on what was kept).
 """
 
 from __future__ import annotations
@@ -52,10 +53,19 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context):
+        from fastmer.interrupt import handle_signals, keep_note, stop_everything  # noqa: PLC0415  (standard library only)
+
+        keep_note(None)  # each command says what it keeps as it goes
+
+        # Ctrl-C or kill: workers stopped, one line on what was kept, exit 130 / 143
+        # (click alone would say "Aborted!" and exit 1, and a SIGTERM would orphan the workers).
         # A full disk, a read-only folder, a missing permission: one line naming the path, not
         # a traceback (outputs are written atomically, so nothing half-written is left).
         try:
-            return super().invoke(ctx)
+            with handle_signals():
+                return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as fastmer.interrupt.Interrupted
+            ctx.exit(stop_everything(exc, lambda line: click.echo(line, err=True)))
         except OSError as exc:
             raise click.ClickException(os_error_message(exc)) from exc
 

@@ -41,6 +41,8 @@ def build(onnx_file, out, min_batch, opt_batch, max_batch, fp16, workspace_gib, 
                           inputs=inputs, option="--out's sidecar")
         check_batches(min_batch, opt_batch, max_batch)
         onnx_model_config(onnx_file)  # a file fastmer did not export is named before TensorRT is needed
+        from fastmer.interrupt import keep_note  # noqa: PLC0415
+        keep_note(f"{out} was not written (it is written whole, at the end)")
         sidecar = build_engine(onnx_file, out, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                                fp16=fp16, workspace_gib=workspace_gib)
     except (TensorRTUnavailable, ValueError, FileNotFoundError, FileExistsError) as exc:

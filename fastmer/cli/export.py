@@ -25,6 +25,9 @@ def command(run, out, opset, store, tolerance, overwrite):
     against PyTorch in ONNX Runtime on real clips (--store, default the training store)
     and nothing is written if they differ by more than --tolerance.
     """
+    from fastmer.interrupt import keep_note  # noqa: PLC0415
+
+    keep_note(f"{out} was not written (it is written whole, at the end)")  # before the slow imports
     from fastmer.engine.onnx import export_onnx  # noqa: PLC0415
     from fastmer.outputs import check_output_file, has_suffix  # noqa: PLC0415
 

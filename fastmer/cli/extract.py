@@ -205,6 +205,8 @@ def command(root, dataset, spot, spot_method, spot_model, spot_kinds, out, annot
         if spot:
             spotted = _spot(root, dataset, config, spot_method, spot_model, spot_kinds)
             clips = spotted.clips
+        from fastmer.interrupt import keep_note  # noqa: PLC0415
+        keep_note(f"the clips written so far are kept in {out}; the same command resumes the store")
         summary = extract(clips, out, config, overwrite=overwrite, progress=progress, executor=executor,
                           ray_options=ray_options if executor == "ray" else None)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:

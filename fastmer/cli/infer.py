@@ -74,6 +74,9 @@ def command(source, engine, out, dataset, spot, spot_method, spot_model, spot_ki
     stacked takes each clip's views together. A clip that cannot be extracted or scored
     is a row with its error and the others are scored (exit status 3).
     """
+    from fastmer.interrupt import keep_note  # noqa: PLC0415
+
+    keep_note(f"{out} was not written (predictions are written whole, at the end)")  # before the slow imports
     import sys  # noqa: PLC0415
     import time  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415

@@ -94,6 +94,8 @@ def command(inputs, out, dataset, method, model, save_maps, flow, flow_size, p_m
     click.echo(f"spotting {len(videos)} video(s): {method}, {flow} flow at {flow_size} px, face detector "
                f"{detector.name} ({why})", err=True)
     path = open_output(out, overwrite=overwrite)
+    from fastmer.interrupt import keep_note  # noqa: PLC0415
+    keep_note(f"the videos finished so far are kept in {path}; the same command resumes (skipping them)")
     run = spot_videos(videos, path, config, detector, detector.name, decoder=decoder, spotter=spotter,
                       save_maps=save_maps, log=lambda line: click.echo(line, err=True))
     table, _ = read_intervals(path)

@@ -57,6 +57,9 @@ def command(ctx, out, subjects, clips_per_subject, seed, min_frames, max_frames,
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
         try:
+            from fastmer.interrupt import keep_note  # noqa: PLC0415
+            keep_note(f"{out} is as it was: the corpus is written in a temporary folder (removed) and moved into place "
+                      "at the end")
             summary = generate_long(out, config, workers=workers or os.cpu_count() or 1, overwrite=overwrite,
                                     progress=True)
         except FileExistsError as exc:
@@ -72,6 +75,9 @@ def command(ctx, out, subjects, clips_per_subject, seed, min_frames, max_frames,
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:
+        from fastmer.interrupt import keep_note  # noqa: PLC0415
+        keep_note(f"{out} is as it was: the corpus is written in a temporary folder (removed) and moved into place "
+                  "at the end")
         summary = generate(out, config, workers=workers, overwrite=overwrite, progress=True)
     except FileExistsError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -123,12 +123,15 @@ def _parse_options(values: tuple[str, ...]) -> dict:
               help="Folds trained together as one stacked model (vmap) [default: all of them on CUDA, 1 on CPU].")
 @click.option("--amp/--no-amp", default=None, help="bfloat16 mixed precision [default: on for CUDA, off on CPU].")
 @click.option("--overwrite", is_flag=True, help="Replace a training run at --out (anything else is refused).")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run at --out (or start it): finished folds are kept, the rest trained; "
+                   "refused, naming the difference, if it was started with other settings.")
 @click.pass_context
 def command(ctx, store, model, protocol, train_datasets, test_datasets, task, labels, aus, min_au_clips, out, recipe, epochs,
             lr, batch_size, optimizer, loss, focal_gamma, class_weighting, patience, val_fraction, k, test_fraction,
             seed, seeds, augment, svm_c, encoder, pretrained, no_fusion_attention, no_se, extra_options, weights,
             input_size,
-            view_layout, inputs, normalization, describe, device, jobs, fold_batch, amp, overwrite):
+            view_layout, inputs, normalization, describe, device, jobs, fold_batch, amp, overwrite, resume):
     """Evaluate MODEL on STORE under PROTOCOL, then train the final model on all clips.
 
     Protocols split by subject: loso (one fold per subject; on the MEGC2019 composite
@@ -148,11 +151,17 @@ def command(ctx, store, model, protocol, train_datasets, test_datasets, task, la
     is solved exactly per fold and takes no recipe. On a CPU the folds run in parallel
     processes (--jobs); on a GPU the inputs are loaded on it once. Writes report.json,
     folds.json (the clip ids of every fold), predictions.parquet, per-fold weights and
-    model.safetensors + model.json.
+    model.safetensors + model.json. Each fold is saved when it finishes: an interrupted
+    run (Ctrl-C, kill, a crash) continues with --resume to the report an uninterrupted
+    run gives.
     """
     from dataclasses import replace  # noqa: PLC0415
 
+    if resume and overwrite:
+        raise click.UsageError("--resume continues the run at --out and --overwrite replaces it: give one of them")
     if task == "spot":
+        if resume:
+            raise click.UsageError("--resume applies to recognition runs, not to --task spot (a spotter trains in minutes)")
         _train_spotter(ctx, store, out, epochs, lr, batch_size, seed, device, overwrite)
         return
     from fastmer.train.run import train  # noqa: PLC0415
@@ -231,7 +240,7 @@ def command(ctx, store, model, protocol, train_datasets, test_datasets, task, la
                "augment": augment, "device": device, "jobs": jobs, "fold_batch": fold_batch, "amp": amp, "k": k,
                "test_fraction": test_fraction, "view_layout": view_layout, "input_size": input_size,
                "normalization": normalization, "inputs": tuple(inputs), "weights": weights, "pretrained": pretrained,
-               "overwrite": overwrite, "log": lambda line: click.echo(line, err=True)}
+               "overwrite": overwrite, "resume": resume, "log": lambda line: click.echo(line, err=True)}
     try:  # train() refuses an --out that is not a run (or is its store) before anything runs
         if seed_list:
             from fastmer.train.run import train_seeds  # noqa: PLC0415

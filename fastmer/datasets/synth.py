@@ -881,11 +881,10 @@ def _main_is_reimportable() -> bool:
 def _make_pool(workers: int):
     """Processes when possible (rendering holds the GIL in numpy), else threads."""
     if _main_is_reimportable():
-        import multiprocessing  # noqa: PLC0415
-        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+        from fastmer.interrupt import new_process_pool  # noqa: PLC0415
 
-        # spawn: forking a parent that runs OpenCV/torch threads can deadlock.
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+        # spawn (its default): forking a parent that runs OpenCV/torch threads can deadlock.
+        return new_process_pool(workers, initializer=_init_worker)
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     _init_worker()  # threads share the process: OpenCV's own pool off for the run
@@ -1089,7 +1088,9 @@ def generate(
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         if pool is not None:  # stop the workers first: they would re-create what we delete
-            pool.shutdown(wait=True, cancel_futures=True)
+            from fastmer.interrupt import stop_pool  # noqa: PLC0415
+
+            stop_pool(pool)
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not out_dir.exists():
             os.replace(old, out_dir)  # interrupted between the two renames: put it back

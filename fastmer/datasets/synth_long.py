@@ -372,10 +372,9 @@ def generate_long(out_dir: str | os.PathLike[str], config: LongSynthConfig | Non
     try:
         plans = [plan_video(cfg, s, v) for s in range(cfg.subjects) for v in range(cfg.videos_per_subject)]
         if workers > 1 and len(plans) > 1:
-            import multiprocessing  # noqa: PLC0415
-            from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+            from fastmer.interrupt import process_pool  # noqa: PLC0415
 
-            with ProcessPoolExecutor(min(workers, len(plans)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            with process_pool(min(workers, len(plans))) as pool:  # spawn; stopped at once when interrupted
                 frames = sum(pool.map(_render_video, [cfg] * len(plans), plans, [str(tmp)] * len(plans)))
         else:
             jobs = plans

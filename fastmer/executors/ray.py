@@ -105,8 +105,11 @@ def start(address: str | None) -> Any:
     # Ray Data's own INFO lines and bars would interleave with fastmer's progress bar.
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False,
-                 configure_logging=False)
+        from fastmer.interrupt import signals_reclaimed  # noqa: PLC0415
+
+        with signals_reclaimed():  # Ray's own SIGTERM handler would end the driver, orphaning Ray's processes
+            ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False,
+                     configure_logging=False)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # corpus order, as the local executor writes it
     context.enable_progress_bars = False  # fastmer's own bar counts clips

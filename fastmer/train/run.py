@@ -31,6 +31,7 @@ the results do not depend on ``jobs`` (and, without dropout, not on ``fold_batch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -46,7 +47,7 @@ from fastmer import __version__
 from fastmer.datasets.labels import AU_RULE, LabelProtocol, au_name, get_protocol, split_action_units
 from fastmer.models import MODELS, NORMALIZATIONS, ModelEntry, TrainRecipe, get_entry
 from fastmer.models.model import MERModel
-from fastmer.outputs import check_output_dir, is_run
+from fastmer.outputs import check_not_an_input, check_output_dir, is_run
 from fastmer.store import FeatureStore
 from fastmer.store import open as open_store
 from fastmer.store.writer import atomic_write_bytes, atomic_write_table
@@ -66,6 +67,33 @@ from fastmer.train.trainer import History, fit, predict, torch_threads
 
 FINAL_MODEL_SEED_OFFSET = 999
 FOLDS_DIR = "folds"  # each fold's weights: folds/fold-000.safetensors + .json
+RUN_SETTINGS = "run.json"  # written first: what decides the run's results (a resumed run must match them)
+DONE_SUFFIX = ".done.json"  # beside each finished fold's weights: its predictions, history and timing
+RUN_FORMAT = "fastmer-run"
+
+
+def read_settings(out: Path) -> dict[str, Any]:
+    """The settings ``run.json`` of the run in ``out`` (to resume it)."""
+    try:
+        settings = json.loads((out / RUN_SETTINGS).read_text())
+        if settings.get("format") != RUN_FORMAT:
+            raise ValueError(f"format {settings.get('format')!r}")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ValueError(f"run directory {out} holds no resumable fastmer run ({out / RUN_SETTINGS}: {exc}); "
+                         "use another run directory, or --overwrite to replace it") from exc
+    return settings
+
+
+def settings_differences(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: then X, now Y`` for each setting that differs (nested keys dotted)."""
+    lines = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += settings_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: then {json.dumps(a)}, now {json.dumps(b)}")
+    return lines
 DEVICES = ("auto", "cpu", "cuda")
 TASKS = ("emotion", "au")
 """``emotion``: the classes of a label protocol (``labels``); ``au``: multi-label action-unit detection."""
@@ -455,8 +483,49 @@ def _finish(shared: _Shared, i: int, fold: Fold | None, model: MERModel, history
         weights = Path(FOLDS_DIR) / f"fold-{i:03d}.safetensors"
         config = weights.with_suffix(".json")
     model.eval().cpu().save(shared.out / weights, shared.out / config, extra=extra)
-    return {"index": i, "logits": logits, "history": history.to_json(), "thresholds": thresholds,
-            "weights": str(weights), "seconds": train_seconds + time.perf_counter() - begin}
+    result = {"index": i, "logits": logits, "history": history.to_json(), "thresholds": thresholds,
+              "weights": str(weights), "seconds": train_seconds + time.perf_counter() - begin}
+    _write_done(shared.out, result)
+    return result
+
+
+def _done_file(out: Path, weights: str) -> Path:
+    return out / (weights.removesuffix(".safetensors") + DONE_SUFFIX)
+
+
+def _write_done(out: Path, result: dict[str, Any]) -> None:
+    """A finished fold's record for ``--resume``, written after its weights (so it names a
+    complete file, by sha256): its test logits (float32 values, exact in JSON), history,
+    thresholds and time."""
+    from fastmer.hub import sha256_of  # noqa: PLC0415
+
+    logits = result["logits"]
+    record = {**{k: v for k, v in result.items() if k != "logits"},
+              "logits": None if logits is None else logits.float().tolist(),
+              "weights_sha256": sha256_of(out / result["weights"])}
+    _write_json(_done_file(out, result["weights"]), record)
+
+
+def _read_done(out: Path, weights: str) -> dict[str, Any] | None:
+    """The record :func:`_write_done` left for a fold, if it and its weights are intact."""
+    from fastmer.hub import sha256_of  # noqa: PLC0415
+
+    path = _done_file(out, weights)
+    try:
+        record = json.loads(path.read_text())
+        if record["weights"] != weights or sha256_of(out / weights) != record["weights_sha256"]:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    logits = record.pop("logits")
+    record.pop("weights_sha256")
+    record["logits"] = None if logits is None else torch.tensor(logits, dtype=torch.float32)
+    return record
+
+
+def _task_weights(i: int, n_folds: int) -> str:
+    """The weights file of task ``i`` (fold ``i``, or the final model when ``i == n_folds``)."""
+    return "model.safetensors" if i == n_folds else str(Path(FOLDS_DIR) / f"fold-{i:03d}.safetensors")
 
 
 def _task(shared: _Shared, i: int, fold: Fold | None) -> dict[str, Any]:
@@ -539,10 +608,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _run_tasks(shared: _Shared, folds: list[Fold], jobs: int, on_done: Callable[[dict[str, Any]], None],
-               fold_batch: int = 1) -> None:
-    """Every fold and the final model (index ``len(folds)``): in this process (``fold_batch`` of
-    them stacked at a time), or on ``jobs`` workers."""
-    tasks: list[tuple[int, Fold | None]] = [*enumerate(folds), (len(folds), None)]
+               fold_batch: int = 1, skip: Sequence[int] = ()) -> None:
+    """Every fold and the final model (index ``len(folds)``) but those in ``skip`` (finished
+    before a resume): in this process (``fold_batch`` of them stacked at a time), or on
+    ``jobs`` workers."""
+    tasks: list[tuple[int, Fold | None]] = [t for t in [*enumerate(folds), (len(folds), None)] if t[0] not in skip]
+    jobs = min(jobs, max(len(tasks), 1))
     if fold_batch > 1:
         for start in range(0, len(tasks), fold_batch):
             for result in _task_group(shared, tasks[start : start + fold_batch]):
@@ -552,23 +623,20 @@ def _run_tasks(shared: _Shared, folds: list[Fold], jobs: int, on_done: Callable[
         for i, fold in tasks:
             on_done(_task(shared, i, fold))
         return
-    from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
+    from concurrent.futures import as_completed  # noqa: PLC0415
 
     import torch.multiprocessing as mp  # noqa: PLC0415  (tensors travel through shared memory)
 
+    from fastmer.interrupt import process_pool  # noqa: PLC0415
+
     for tensor in shared.data.tensors().values():
         tensor.share_memory_()
-    # spawn, not fork: a forked child of a process that has used OpenMP threads can hang.
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(shared,)) as pool:
+    # spawn, not fork: a forked child of a process that has used OpenMP threads can hang. On an
+    # error or an interruption the workers are stopped at once (finished folds are on disk).
+    with process_pool(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(shared,)) as pool:
         futures = [pool.submit(_worker_task, i, fold) for i, fold in tasks]
-        try:
-            for future in as_completed(futures):
-                on_done(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        for future in as_completed(futures):
+            on_done(future.result())
 
 
 def _template(store: FeatureStore, entry: ModelEntry, classes: tuple[str, ...], view_layout: str,
@@ -636,6 +704,7 @@ def train(
     weights: str | Path | None = None,
     pretrained: bool = False,
     overwrite: bool = False,
+    resume: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the store under ``protocol`` and train the final model.
@@ -692,6 +761,11 @@ def train(
             ImageNet weights, downloaded once (:func:`fastmer.models.timm_backbone.pretrained_file`)
             and then loaded as ``weights`` are.
         overwrite: replace a run in ``out`` (a non-empty folder that is not a fastmer run is refused).
+        resume: continue the run in ``out`` that was interrupted (or start it, if ``out`` is
+            empty): folds finished before are kept (their weights checked by sha256), the rest
+            trained; the report is the one an uninterrupted run gives (timings apart). Refused,
+            naming the difference, when ``out`` was started with other settings (store, model,
+            recipe, protocol, seed...: ``run.json``). A finished run is returned as it is.
         log: callable receiving progress lines.
 
     Returns:
@@ -704,8 +778,16 @@ def train(
             Nothing is trained or written then.
     """
     log = log or (lambda line: None)
-    out = check_output_dir(out, overwrite=overwrite, recognise=is_run, kind="fastmer training run",
-                           inputs=[store_path, weights], option="run directory")
+    if resume and overwrite:
+        raise ValueError("resume continues the run in the run directory, overwrite replaces it: give one of them")
+    out = Path(out)
+    resuming = resume and out.is_dir() and any(out.iterdir())
+    if resuming:
+        check_not_an_input(out, [store_path, weights], option="run directory")
+        previous = read_settings(out)
+    else:
+        out = check_output_dir(out, overwrite=overwrite, recognise=is_run, kind="fastmer training run",
+                               inputs=[store_path, weights], option="run directory")
     entry = get_entry(model)
     if entry.fitter == "solver" and recipe is not None:
         raise ValueError(f"{model} is fitted by a solver, not by gradient descent: it takes no training recipe")
@@ -767,7 +849,38 @@ def train(
     check_folds(folds, data.subjects, every_clip_once=is_exhaustive(protocol, train_datasets=train_datasets))
     classes = label_protocol.classes
     _check_classes(data, folds, classes, multilabel, store_path, labels)  # before anything is trained or written
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "format": RUN_FORMAT, "fastmer_version": __version__, "store_params_hash": store.meta["params_hash"],
+        "model": model, "model_options": template.config["options"], "input": template.config["input"],
+        "task": task, "labels": labels, "aus": None if au_info is None else au_info.get("aus"),
+        "protocol": protocol, "k": k if protocol == "kfold" else None,
+        "test_fraction": test_fraction if protocol == "holdout" else None,
+        "train_datasets": None if train_datasets is None else folds[0].train_datasets,
+        "recipe": asdict(recipe) if recipe is not None else None, "augment": list(augment), "seed": seed,
+        "initial_weights_sha256": None if initial_info is None else initial_info["sha256"],
+        "device": torch_device.type, "amp": amp,
+        "folds_sha256": hashlib.sha256(json.dumps(folds_manifest(folds, data.uids), sort_keys=True).encode()).hexdigest(),
+    }
+    settings = json.loads(json.dumps(settings))  # as read back from run.json (tuples -> lists)
+    done: dict[int, dict[str, Any]] = {}
+    if resuming:
+        differences = settings_differences(previous, settings)
+        if differences:
+            raise ValueError(f"{out} holds a run started with other settings, which --resume cannot continue: "
+                             + "; ".join(differences) + " (use another run directory, or --overwrite to start again)")
+        if (out / "report.json").is_file():
+            log(f"{out} is a finished run with the same settings: nothing to resume")
+            return json.loads((out / "report.json").read_text())
+        for i in range(len(folds) + 1):
+            record = _read_done(out, _task_weights(i, len(folds)))
+            if record is not None:
+                done[i] = record
+        log(f"resuming {out}: {len(done)} of {len(folds) + 1} models already trained")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in [*out.glob("*" + DONE_SUFFIX), *(out / FOLDS_DIR).glob("*" + DONE_SUFFIX)]:
+            stale.unlink()  # --overwrite: the old run's records must not be resumed as this run's
+        _write_json(out / RUN_SETTINGS, settings)
     num_classes = len(classes)
     if fold_batch is not None and fold_batch < 1:
         raise ValueError(f"fold_batch must be >= 1 (or None), got {fold_batch}")
@@ -805,17 +918,20 @@ def train(
     final_train = folds[0].train if protocol == "cross-dataset" and train_datasets is not None else None
     shared = _Shared(data, template.config, entry.fitter, recipe, multilabel, augment, seed, out, provenance,
                      threads, amp, channels, template.adapter.modes, initial, final_train)
-    results: dict[int, dict[str, Any]] = {}
-    done = 0
+    results: dict[int, dict[str, Any]] = dict(done)
+    total = len(folds) + 1
+    from fastmer.interrupt import keep_note  # noqa: PLC0415
+
+    keep_note(lambda: f"{len(results)} of {total} models trained and kept in {out}; the same command with "
+                      f"--resume trains the rest")
 
     def on_done(result: dict[str, Any]) -> None:
-        nonlocal done
         results[result["index"]] = result
-        done += 1
         name = folds[result["index"]].name if result["index"] < len(folds) else "final model (all clips)"
-        log(f"[{done}/{len(folds) + 1}] {name} trained in {result['seconds']:.1f} s")
+        log(f"[{len(results)}/{total}] {name} trained in {result['seconds']:.1f} s")
 
-    _run_tasks(shared, folds, jobs, on_done, fold_batch)
+    _run_tasks(shared, folds, jobs, on_done, fold_batch, skip=list(done))
+    keep_note(None)  # (an interruption keeps the note for its message)
     seconds = time.perf_counter() - start
     final = results.pop(len(folds))
 
@@ -997,20 +1113,32 @@ def _pretrained_weights(model: str, options: dict[str, Any], weights: str | Path
 
 
 def train_seeds(store_path: str | Path, out: str | Path, seeds: Sequence[int], *, overwrite: bool = False,
-                log: Callable[[str], None] | None = None, **options: Any) -> dict[str, Any]:
+                resume: bool = False, log: Callable[[str], None] | None = None, **options: Any) -> dict[str, Any]:
     """:func:`train` once per seed into ``out/seed-<s>/``; ``out/report.json`` gives mean ± std.
+    ``resume``: each seed's run is resumed (a finished one is kept as it is).
 
     The standard deviation is the sample one (``n - 1``) over the seeds' pooled scores.
     """
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be at least two distinct integers, got {list(seeds)}")
-    out = check_output_dir(out, overwrite=overwrite, recognise=is_run, kind="fastmer training run",
-                           inputs=[store_path, options.get("weights")], option="run directory")
+    if resume and overwrite:
+        raise ValueError("resume continues the run in the run directory, overwrite replaces it: give one of them")
+    if resume and Path(out).is_dir() and any(Path(out).iterdir()):
+        out = Path(out)
+        check_not_an_input(out, [store_path, options.get("weights")], option="run directory")
+        strays = sorted(p.name for p in out.iterdir() if p.name != "report.json" and not p.name.startswith("seed-"))
+        if strays:
+            raise ValueError(f"run directory {out} is not a run of several seeds (it holds {', '.join(strays[:3])}); "
+                             "use another run directory, or --overwrite to replace it")
+    else:
+        out = check_output_dir(out, overwrite=overwrite, recognise=is_run, kind="fastmer training run",
+                               inputs=[store_path, options.get("weights")], option="run directory")
     log = log or (lambda line: None)
     reports = {}
     for seed in seeds:
         log(f"seed {seed}")
-        reports[seed] = train(store_path, out / f"seed-{seed}", seed=seed, overwrite=overwrite, log=log, **options)
+        reports[seed] = train(store_path, out / f"seed-{seed}", seed=seed, overwrite=overwrite, resume=resume, log=log,
+                              **options)
     first = reports[seeds[0]]
     across = {}
     for name in ("uf1", "uar", "accuracy"):
