@@ -488,3 +488,23 @@ def test_a_lost_signal_exception_still_stops_the_command(body):
         assert "interrupted 15" in done.stdout
     else:
         assert "not stopped after 1 s, exiting now" in done.stderr and time.monotonic() - begin < 20
+
+
+def test_seeds_runs_resume_seed_by_seed(synthetic_store, tmp_path):
+    from click.testing import CliRunner
+
+    from fastmer.cli import main
+
+    out = tmp_path / "seeds"
+    args = ["train", str(synthetic_store), "-o", str(out), "--epochs", "1", "--seeds", "3,5", "-j", "1"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    finished = (out / "seed-3" / "report.json").read_bytes()
+    before = json.loads((out / "report.json").read_text())
+    (out / "report.json").unlink()  # as if stopped during seed 5
+    (out / "seed-5" / "report.json").unlink()
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "nothing to resume" in resumed.output and "resuming" in resumed.output  # seed 3 kept, seed 5 resumed
+    assert (out / "seed-3" / "report.json").read_bytes() == finished
+    after = json.loads((out / "report.json").read_text())
+    assert after["metrics"]["across_seeds"] == before["metrics"]["across_seeds"]
