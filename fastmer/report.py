@@ -103,7 +103,9 @@ def summary_row(path: str | Path, report: dict[str, Any]) -> list[str]:
     """One row of :data:`COLUMNS` for a run's report."""
     averaged = report["metrics"].get("fold_averaged", {}).get("uf1_fold_mean")
     seeds = report.get("seeds")
-    selection = "early stop (inner split)" if report.get("model_selection", "").startswith("early") else "fixed epochs"
+    chosen = report.get("model_selection", "")
+    selection = ("early stop (inner split)" if chosen.startswith("early") else
+                 "solved exactly" if "solved exactly" in chosen else "fixed epochs")
     return [str(path), report["model"], report["protocol"] + (f" ×{len(seeds)} seeds" if seeds else ""),
             report["labels"], str(report["n_clips"]), str(report["n_folds"]), _score(report, "uf1"),
             _score(report, "uar"), _score(report, "accuracy"), "—" if averaged is None else f"{averaged:.4f}", selection]

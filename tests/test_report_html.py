@@ -233,3 +233,14 @@ def test_composite_runs_get_per_dataset_bars(runs, tmp_path):
     assert list(figures) == ["confusion", "curves", "per_dataset"]
     bars = sorted((round(p.get_x(), 3), round(p.get_height(), 6)) for p in figures["per_dataset"].axes[0].patches)
     assert [h for _, h in bars] == [0.5, 0.25, 0.75, 0.6]  # UF1, UAR of casme2, then of samm
+
+
+def test_summary_row_names_how_the_model_was_chosen(runs):
+    from fastmer.report import COLUMNS, summary_row
+
+    report = json.loads((runs["tiny"] / "report.json").read_text())
+    column = COLUMNS.index("selection")
+    assert summary_row("r", report)[column] == "fixed epochs"
+    for selection, shown in (("none: a convex problem solved exactly on each fold's training clips", "solved exactly"),
+                             ("early stopping (patience 5) on the validation UF1 of an inner split", "early stop (inner split)")):
+        assert summary_row("r", {**report, "model_selection": selection})[column] == shown
