@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 import statistics
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmer.atomic import atomic_write_bytes
+from fastmer.hub import sha256_of
 
 __all__ = ["COLUMNS", "Run", "html_report", "load_run", "run_figures", "seed_groups", "summary_row", "text_table",
            "write_figures", "write_html_report"]
@@ -164,14 +164,6 @@ def _figure(fig: Any, alt: str, caption: str) -> str:
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
@@ -227,7 +219,7 @@ def _provenance(run: Run) -> list[tuple[str, Any]]:
         items.append(("seconds", ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())))
     for name in HASHED_FILES:
         if (run.path / name).is_file():
-            items.append((f"sha256 {name}", _sha256(run.path / name)))
+            items.append((f"sha256 {name}", sha256_of(run.path / name)))
     return items
 
 
@@ -305,7 +297,7 @@ def _folds_section(report: dict[str, Any], run_path: Path) -> str:
     rows = []
     for row in report.get("folds", []):
         weights = row.get("weights")
-        digest = _sha256(run_path / weights)[:16] if weights and (run_path / weights).is_file() else "—"
+        digest = sha256_of(run_path / weights)[:16] if weights and (run_path / weights).is_file() else "—"
         rows.append([row["fold"], row.get("n_train", ""), row.get("n_test", ""), row.get("correct", ""),
                      _fmt(row.get("accuracy", "—")), row.get("best_epoch") or "—", row.get("epochs_run", "—"),
                      _fmt(row.get("seconds", "—"), 1), weights or "—", digest])

@@ -476,12 +476,10 @@ def _finish(shared: _Shared, i: int, fold: Fold | None, model: MERModel, history
         extra["thresholds"] = thresholds["thresholds"]
     if fold is None:
         extra["trained_on"] = {**extra["trained_on"], "n_clips": len(data.y)}
-        weights = Path("model.safetensors")
-        config = Path("model.json")
     else:
         extra.update(fold=fold.name, fold_index=i)
-        weights = Path(FOLDS_DIR) / f"fold-{i:03d}.safetensors"
-        config = weights.with_suffix(".json")
+    weights = Path(_weights_file(i, final=fold is None))
+    config = weights.with_suffix(".json")  # model.json, folds/fold-NNN.json
     model.eval().cpu().save(shared.out / weights, shared.out / config, extra=extra)
     result = {"index": i, "logits": logits, "history": history.to_json(), "thresholds": thresholds,
               "weights": str(weights), "seconds": train_seconds + time.perf_counter() - begin}
@@ -523,9 +521,9 @@ def _read_done(out: Path, weights: str) -> dict[str, Any] | None:
     return record
 
 
-def _task_weights(i: int, n_folds: int) -> str:
-    """The weights file of task ``i`` (fold ``i``, or the final model when ``i == n_folds``)."""
-    return "model.safetensors" if i == n_folds else str(Path(FOLDS_DIR) / f"fold-{i:03d}.safetensors")
+def _weights_file(i: int, *, final: bool) -> str:
+    """The weights file of fold ``i``, or of the final model, in the run directory."""
+    return "model.safetensors" if final else str(Path(FOLDS_DIR) / f"fold-{i:03d}.safetensors")
 
 
 def _task(shared: _Shared, i: int, fold: Fold | None) -> dict[str, Any]:
@@ -872,7 +870,7 @@ def train(
             log(f"{out} is a finished run with the same settings: nothing to resume")
             return json.loads((out / "report.json").read_text())
         for i in range(len(folds) + 1):
-            record = _read_done(out, _task_weights(i, len(folds)))
+            record = _read_done(out, _weights_file(i, final=i == len(folds)))
             if record is not None:
                 done[i] = record
         log(f"resuming {out}: {len(done)} of {len(folds) + 1} models already trained")
